@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` and `make test`.
+GO      ?= go
+BIN     := bin/meshaddon
+# Slow end-to-end tests share clusters; the first run also builds the test
+# bed's binaries (about 10 minutes on 2 cores), hence the long timeout.
+TEST_TIMEOUT ?= 75m
+
+.PHONY: build demo test unit e2e vet fmt clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/meshaddon
+	ln -sf meshaddon bin/kubectl-meshaddon
+
+demo: build
+	./hack/demo.sh
+
+test: vet
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

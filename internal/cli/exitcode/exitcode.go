@@ -1,0 +1,31 @@
+// Package exitcode carries a process exit code inside an error, so that
+// commands decide their exit status and only main calls os.Exit.
+package exitcode
+
+// Exit codes shared by every command.
+const (
+	// Failure is a failed check or operation.
+	Failure = 1
+	// Usage is bad input or an unreachable cluster.
+	Usage = 2
+	// Timeout is a wait that ran out of time.
+	Timeout = 124
+)
+
+// Error is an error with the exit code main should use.
+type Error struct {
+	Code int
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Wrap returns err with code, or nil for a nil err.
+func Wrap(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &Error{Code: code, Err: err}
+}

@@ -1,0 +1,39 @@
+// Package local is the `meshaddon local` command group: the local test bed
+// (a real control plane, kwok node pools and real istiod processes).
+package local
+
+import (
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/meshaddon/meshaddon/internal/testbed/cluster"
+)
+
+// NewCommand returns `meshaddon local` and its subcommands.
+func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "local",
+		Short: "Run a local test bed cluster with node pools and real istiod",
+		Long: `Run a local test bed: a real kube-apiserver, controller-manager, scheduler and etcd
+(started by kwokctl's binary runtime), fake nodes in named node pools whose kubelet
+versions you choose, and real istiod processes doing sidecar injection. The binaries
+are built once from the Go module proxy into $MESHADDON_CACHE (default ~/.cache/meshaddon).`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(
+		newUpCommand(streams),
+		newDownCommand(streams),
+		newStatusCommand(streams),
+		newKubeconfigCommand(streams),
+		newNodepoolCommand(streams),
+		newSampleCommand(streams),
+		newKubectlCommand(streams),
+		newRunnerCommand(streams),
+	)
+	return cmd
+}
+
+// addNameFlag adds --name, shared by every local command.
+func addNameFlag(cmd *cobra.Command, name *string) {
+	cmd.Flags().StringVar(name, "name", cluster.DefaultName, "Name of the local cluster")
+}

@@ -1,0 +1,47 @@
+package local
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/meshaddon/meshaddon/internal/testbed"
+	"github.com/meshaddon/meshaddon/internal/testbed/runner"
+)
+
+// newRunnerCommand is the istiod runner daemon that `local up` starts.
+func newRunnerCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:    "runner",
+		Short:  "Run istiod for every istiod Deployment (started by `local up`)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tb, err := testbed.Open(name, streams.ErrOut)
+			if err != nil {
+				return err
+			}
+			bins, err := tb.Binaries(cmd.Context())
+			if err != nil {
+				return err
+			}
+			kube, err := tb.Cluster.Clientset()
+			if err != nil {
+				return err
+			}
+			r := &runner.Runner{
+				Client:         kube,
+				Kubeconfig:     tb.Cluster.KubeconfigPath(),
+				PilotDiscovery: bins.Path("pilot-discovery"),
+				WorkDir:        filepath.Join(tb.Cluster.Dir, "istiod"),
+			}
+			fmt.Fprintf(streams.ErrOut, "istiod runner for cluster %q\n", name)
+			return r.Run(cmd.Context())
+		},
+	}
+	addNameFlag(cmd, &name)
+	return cmd
+}

@@ -1,0 +1,240 @@
+// Package mesh installs mesh revisions on the test bed from the manifests
+// istioctl renders, adjusted only where a cluster without kube-proxy needs
+// it: the webhooks call the local istiod by URL.
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Namespace is where the add-on's control plane lives.
+const Namespace = "aks-istio-system"
+
+// RevisionLabel names an object's mesh revision.
+const RevisionLabel = "istio.io/rev"
+
+// PortsAnnotation on an istiod Deployment holds the local ports its process
+// listens on, so the runner and the webhooks agree without other state.
+const PortsAnnotation = "testbed.meshaddon.dev/ports"
+
+// NativeSidecarsEnv is istiod's switch for native sidecar injection.
+const NativeSidecarsEnv = "ENABLE_NATIVE_SIDECARS"
+
+// Ports are the local listen ports of one revision's istiod.
+type Ports struct {
+	HTTPS, GRPC, SecureGRPC, HTTP, Monitoring, Ctrlz int
+}
+
+// String is the PortsAnnotation form: https=1,grpc=2,...
+func (p Ports) String() string {
+	return fmt.Sprintf("https=%d,grpc=%d,securegrpc=%d,http=%d,monitoring=%d,ctrlz=%d",
+		p.HTTPS, p.GRPC, p.SecureGRPC, p.HTTP, p.Monitoring, p.Ctrlz)
+}
+
+// ParsePorts reads the PortsAnnotation form.
+func ParsePorts(s string) (Ports, error) {
+	var p Ports
+	fields := map[string]*int{"https": &p.HTTPS, "grpc": &p.GRPC, "securegrpc": &p.SecureGRPC, "http": &p.HTTP, "monitoring": &p.Monitoring, "ctrlz": &p.Ctrlz}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		n, err := strconv.Atoi(v)
+		dst, ok := fields[k]
+		if !ok || err != nil || n <= 0 || n > 65535 {
+			return Ports{}, fmt.Errorf("invalid ports annotation %q", s)
+		}
+		*dst = n
+	}
+	if p.HTTPS == 0 || p.GRPC == 0 || p.SecureGRPC == 0 || p.HTTP == 0 || p.Monitoring == 0 || p.Ctrlz == 0 {
+		return Ports{}, fmt.Errorf("invalid ports annotation %q: every port must be set", s)
+	}
+	return p, nil
+}
+
+// FreePorts picks unused loopback ports.
+func FreePorts() (Ports, error) {
+	var ports [6]int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return Ports{}, fmt.Errorf("find a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return Ports{ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]}, nil
+}
+
+// Render runs istioctl to produce the control-plane manifests of revision.
+func Render(ctx context.Context, istioctl, revision string) ([]*unstructured.Unstructured, error) {
+	cmd := exec.CommandContext(ctx, istioctl, "manifest", "generate",
+		"--set", "profile=minimal",
+		"--set", "revision="+revision,
+		"--set", "values.global.istioNamespace="+Namespace,
+		"--set", "values.pilot.autoscaleEnabled=false",
+		"--set", "values.pilot.replicaCount=1",
+	)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Dir = "/"
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("istioctl manifest generate for %s: %w: %s", revision, err, strings.TrimSpace(stderr.String()))
+	}
+	return decode(out)
+}
+
+func decode(data []byte) ([]*unstructured.Unstructured, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var objs []*unstructured.Unstructured
+	for {
+		u := &unstructured.Unstructured{}
+		err := dec.Decode(&u.Object)
+		if errors.Is(err, io.EOF) {
+			return objs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("decode istioctl output: %w", err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		objs = append(objs, u)
+	}
+}
+
+// Adjust prepares rendered objects for the test bed: webhooks call istiod at
+// its loopback URL (there is no kube-proxy), their caBundle is left to istiod,
+// and the Deployment records its ports and the initial native sidecar setting
+// ("true", "false" or "unset").
+func Adjust(objs []*unstructured.Unstructured, ports Ports, nativeSidecars string) error {
+	for _, u := range objs {
+		switch u.GetKind() {
+		case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration":
+			if err := pointWebhooksAt(u, ports.HTTPS); err != nil {
+				return err
+			}
+		case "Deployment":
+			if u.GetLabels()["app"] != "istiod" {
+				continue
+			}
+			ann := u.GetAnnotations()
+			if ann == nil {
+				ann = map[string]string{}
+			}
+			ann[PortsAnnotation] = ports.String()
+			u.SetAnnotations(ann)
+			if err := setEnv(u, nativeSidecars); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func pointWebhooksAt(u *unstructured.Unstructured, port int) error {
+	hooks, _, err := unstructured.NestedSlice(u.Object, "webhooks")
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", u.GetKind(), u.GetName(), err)
+	}
+	for i, h := range hooks {
+		hook, ok := h.(map[string]any)
+		if !ok {
+			continue
+		}
+		path, _, _ := unstructured.NestedString(hook, "clientConfig", "service", "path")
+		if path == "" {
+			path, _, _ = unstructured.NestedString(hook, "clientConfig", "path")
+		}
+		hook["clientConfig"] = map[string]any{"url": fmt.Sprintf("https://127.0.0.1:%d%s", port, path)}
+		hooks[i] = hook
+	}
+	return unstructured.SetNestedSlice(u.Object, hooks, "webhooks")
+}
+
+func setEnv(u *unstructured.Unstructured, value string) error {
+	containers, _, err := unstructured.NestedSlice(u.Object, "spec", "template", "spec", "containers")
+	if err != nil {
+		return err
+	}
+	for i, c := range containers {
+		cm, ok := c.(map[string]any)
+		if !ok || cm["name"] != "discovery" {
+			continue
+		}
+		env, _ := cm["env"].([]any)
+		var kept []any
+		for _, e := range env {
+			if em, ok := e.(map[string]any); ok && em["name"] == NativeSidecarsEnv {
+				continue
+			}
+			kept = append(kept, e)
+		}
+		if value == "true" || value == "false" {
+			kept = append(kept, map[string]any{"name": NativeSidecarsEnv, "value": value})
+		}
+		cm["env"] = kept
+		containers[i] = cm
+	}
+	return unstructured.SetNestedSlice(u.Object, containers, "spec", "template", "spec", "containers")
+}
+
+// Install creates the objects that do not exist yet, CRDs first, and returns
+// the ones it created as "Kind/name". Objects that exist are left alone: the
+// add-on manager owns parts of them (istiod's env) and istiod owns others
+// (webhook caBundles), so re-running converges without undoing their work.
+func Install(ctx context.Context, c client.Client, objs []*unstructured.Unstructured) ([]string, error) {
+	var created []string
+	ordered := append(filterKind(objs, "CustomResourceDefinition", true), filterKind(objs, "CustomResourceDefinition", false)...)
+	for _, u := range ordered {
+		if u.GetNamespace() == "" && namespaced(u.GetKind()) {
+			u.SetNamespace(Namespace)
+		}
+		err := c.Create(ctx, u.DeepCopy())
+		switch {
+		case err == nil:
+			created = append(created, u.GetKind()+"/"+u.GetName())
+		case apierrors.IsAlreadyExists(err):
+		default:
+			return created, fmt.Errorf("create %s %s: %w", u.GetKind(), u.GetName(), err)
+		}
+	}
+	return created, nil
+}
+
+func filterKind(objs []*unstructured.Unstructured, kind string, want bool) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, u := range objs {
+		if (u.GetKind() == kind) == want {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func namespaced(kind string) bool {
+	switch kind {
+	case "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration",
+		"ValidatingWebhookConfiguration", "Namespace", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
+		return false
+	}
+	return true
+}

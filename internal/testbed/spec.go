@@ -1,0 +1,142 @@
+package testbed
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kerrors "k8s.io/apimachinery/pkg/util/errors"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshaddon/meshaddon/internal/meshversion"
+	"github.com/meshaddon/meshaddon/internal/testbed/cache"
+	"github.com/meshaddon/meshaddon/internal/testbed/cluster"
+	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
+)
+
+// DefaultRevision is the mesh revision installed when none is asked for.
+const DefaultRevision = "asm-1-27"
+
+// Spec is what a test bed cluster is created with: the flags of
+// `meshaddon local up`, or the same fields in its --config file.
+type Spec struct {
+	Name      string          `json:"name"`
+	Pools     []nodepool.Spec `json:"pools"`
+	Revisions []string        `json:"revisions"`
+	// NativeSidecars is istiod's initial ENABLE_NATIVE_SIDECARS: "true",
+	// "false" (default: a cluster that has not turned the mode on) or "unset".
+	NativeSidecars string `json:"nativeSidecars"`
+	// PodStartDelay is how long after binding a pod becomes Ready (default 0).
+	PodStartDelay metav1.Duration `json:"podStartDelay"`
+	// APIServerPort is kube-apiserver's port on 127.0.0.1 (default: a free one).
+	APIServerPort int `json:"apiServerPort,omitempty"`
+}
+
+// DefaultSpec is one pool of three nodes at the API server's version and the
+// current revision, injecting classic sidecars.
+func DefaultSpec() Spec {
+	return Spec{
+		Name:           cluster.DefaultName,
+		Pools:          []nodepool.Spec{{Name: "system", Version: cache.KubernetesVersion, Count: 3}},
+		Revisions:      []string{DefaultRevision},
+		NativeSidecars: "false",
+	}
+}
+
+// LoadSpecFile reads a YAML config file; fields it leaves out keep their
+// defaults.
+func LoadSpecFile(path string) (Spec, error) {
+	spec := DefaultSpec()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return spec, fmt.Errorf("read config: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(data, &spec); err != nil {
+		return spec, fmt.Errorf("config %s: %w", path, err)
+	}
+	return spec, nil
+}
+
+// Validate checks every field and reports all problems at once.
+func (s *Spec) Validate() error {
+	var errs []error
+	if _, err := cluster.Open(s.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if len(s.Pools) == 0 {
+		errs = append(errs, fmt.Errorf("at least one node pool is needed"))
+	}
+	seen := map[string]bool{}
+	for i, p := range s.Pools {
+		if err := nodepool.ValidateName(p.Name); err != nil {
+			errs = append(errs, err)
+		}
+		if seen[p.Name] {
+			errs = append(errs, fmt.Errorf("node pool %q is given twice", p.Name))
+		}
+		seen[p.Name] = true
+		v, err := nodepool.NormalizeVersion(p.Version)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("node pool %q: %w", p.Name, err))
+		}
+		s.Pools[i].Version = v
+		if p.Count < 0 || p.Count > 10000 {
+			errs = append(errs, fmt.Errorf("node pool %q: count %d must be from 0 to 10000", p.Name, p.Count))
+		}
+	}
+	if len(s.Revisions) == 0 {
+		errs = append(errs, fmt.Errorf("at least one mesh revision is needed"))
+	}
+	revs := map[string]bool{}
+	for _, r := range s.Revisions {
+		if _, err := meshversion.ParseRevision(r); err != nil {
+			errs = append(errs, err)
+		}
+		if revs[r] {
+			errs = append(errs, fmt.Errorf("mesh revision %q is given twice", r))
+		}
+		revs[r] = true
+	}
+	switch s.NativeSidecars {
+	case "true", "false", "unset":
+	default:
+		errs = append(errs, fmt.Errorf("invalid native sidecars setting %q: want true, false or unset", s.NativeSidecars))
+	}
+	if s.PodStartDelay.Duration < 0 {
+		errs = append(errs, fmt.Errorf("pod start delay %s must not be negative", s.PodStartDelay.Duration))
+	}
+	if s.APIServerPort < 0 || s.APIServerPort > 65535 {
+		errs = append(errs, fmt.Errorf("API server port %d must be from 1 to 65535", s.APIServerPort))
+	}
+	return kerrors.NewAggregate(errs)
+}
+
+// Diff lists the settings in which other differs from s.
+func (s Spec) Diff(other Spec) []string {
+	var d []string
+	if a, b := poolList(s.Pools), poolList(other.Pools); a != b {
+		d = append(d, fmt.Sprintf("pools %s, asked %s", a, b))
+	}
+	if a, b := strings.Join(s.Revisions, ","), strings.Join(other.Revisions, ","); a != b {
+		d = append(d, fmt.Sprintf("revisions %s, asked %s", a, b))
+	}
+	if s.NativeSidecars != other.NativeSidecars {
+		d = append(d, fmt.Sprintf("native sidecars %s, asked %s", s.NativeSidecars, other.NativeSidecars))
+	}
+	if s.PodStartDelay != other.PodStartDelay {
+		d = append(d, fmt.Sprintf("pod start delay %s, asked %s", s.PodStartDelay.Duration, other.PodStartDelay.Duration))
+	}
+	if s.APIServerPort != other.APIServerPort {
+		d = append(d, fmt.Sprintf("API server port %d, asked %d", s.APIServerPort, other.APIServerPort))
+	}
+	return d
+}
+
+func poolList(ps []nodepool.Spec) string {
+	var parts []string
+	for _, p := range ps {
+		parts = append(parts, p.String())
+	}
+	return strings.Join(parts, ",")
+}

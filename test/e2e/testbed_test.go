@@ -1,0 +1,477 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
+)
+
+const (
+	istioNS        = "aks-istio-system"
+	nativeAnnot    = "sidecar.istio.io/nativeSidecar"
+	systemPool     = "system"
+	oldPool        = "old"
+	currentVersion = "v1.34.4"
+	oldVersion     = "v1.28.9"
+)
+
+// TestTestbed runs the test bed's behaviour on one shared cluster, in order:
+// later steps change the cluster (istiod settings, node pools).
+func TestTestbed(t *testing.T) {
+	kube := upCluster(t, "e2e",
+		"--pool", systemPool+"="+currentVersion+":2",
+		"--pool", oldPool+"="+oldVersion+":1",
+		"--revision", "asm-1-26", "--revision", "asm-1-27",
+		"--native-sidecars", "false",
+		"--pod-start-delay", "2s")
+	ctx := context.Background()
+
+	t.Run("node pools have the versions asked for", func(t *testing.T) {
+		pools := listPools(t, "e2e")
+		want := map[string]string{systemPool: currentVersion, oldPool: oldVersion}
+		counts := map[string]int{systemPool: 2, oldPool: 1}
+		for _, p := range pools {
+			if len(p.Versions) != 1 || p.Versions[0] != want[p.Name] || p.Nodes != counts[p.Name] || p.Ready != p.Nodes {
+				t.Errorf("pool %+v, want version %s, %d Ready nodes", p, want[p.Name], counts[p.Name])
+			}
+		}
+		if len(pools) != 2 {
+			t.Errorf("got %d pools, want 2: %+v", len(pools), pools)
+		}
+	})
+
+	t.Run("up again with the same settings changes nothing", func(t *testing.T) {
+		r := mustMeshaddon(t, "local", "up", "--name", "e2e",
+			"--pool", systemPool+"="+currentVersion+":2", "--pool", oldPool+"="+oldVersion+":1",
+			"--revision", "asm-1-26", "--revision", "asm-1-27", "--native-sidecars", "false", "--pod-start-delay", "2s")
+		if !strings.Contains(r.stdout, "nothing changed") {
+			t.Errorf("second up reported changes:\n%s", r.stdout)
+		}
+	})
+
+	t.Run("up again with other settings is refused", func(t *testing.T) {
+		r := meshaddon(t, "local", "up", "--name", "e2e", "--pool", "system=v1.33.0:1")
+		if r.code == 0 || !strings.Contains(r.stderr, "already up with other settings") {
+			t.Fatalf("want a refusal, got %s", r)
+		}
+		if pools := listPools(t, "e2e"); len(pools) != 2 || pools[1].Nodes != 2 {
+			t.Errorf("the refused up changed the pools: %+v", pools)
+		}
+	})
+
+	t.Run("each revision injects its own namespaces", func(t *testing.T) {
+		for _, rev := range []string{"asm-1-26", "asm-1-27"} {
+			ns := "rev-" + rev
+			createNamespace(t, kube, ns, rev)
+			pod := dryRunPod(t, kube, ns, nil)
+			proxy := container(pod.Spec.Containers, "istio-proxy")
+			if proxy == nil {
+				t.Fatalf("%s: no istio-proxy in containers %s", rev, names(pod.Spec.Containers))
+			}
+			// The injected proxy's config names the istiod it connects to.
+			cfg, _ := json.Marshal(proxy.Env)
+			if !strings.Contains(string(cfg), "istiod-"+rev+"."+istioNS) {
+				t.Errorf("%s: the proxy talks to another istiod: %s", rev, cfg)
+			}
+		}
+	})
+
+	t.Run("classic, then native after ENABLE_NATIVE_SIDECARS=true and a rollout restart", func(t *testing.T) {
+		ns := "web"
+		createNamespace(t, kube, ns, "asm-1-27")
+		createDeployment(t, kube, ns, "web", 2, map[string]string{nodepool.PoolLabel: systemPool}, nil)
+		waitRollout(t, kube, ns, "web")
+		for _, p := range runningPods(t, kube, ns, "web") {
+			if got := names(p.Spec.InitContainers); got != "istio-init" {
+				t.Errorf("classic pod %s: init %q, want istio-init", p.Name, got)
+			}
+			if got := names(p.Spec.Containers); got != "web,istio-proxy" {
+				t.Errorf("classic pod %s: containers %q, want web,istio-proxy", p.Name, got)
+			}
+		}
+
+		setIstiodEnv(t, kube, "istiod-asm-1-27", "true")
+		// The runner restarts istiod with the new env; until then the old
+		// process may still answer, so wait for native injection itself.
+		waitFor(t, 2*time.Minute, "istiod asm-1-27 injects native", func(ctx context.Context) (bool, string) {
+			pod, err := tryDryRunPod(ctx, kube, ns, nil)
+			if err != nil {
+				return false, err.Error()
+			}
+			return names(pod.Spec.InitContainers) == "istio-init,istio-proxy", "init " + names(pod.Spec.InitContainers)
+		})
+		waitDeploymentAvailable(t, kube, istioNS, "istiod-asm-1-27")
+
+		restart(t, kube, ns, "web")
+		waitRollout(t, kube, ns, "web")
+		for _, p := range runningPods(t, kube, ns, "web") {
+			if got := names(p.Spec.InitContainers); got != "istio-init,istio-proxy" {
+				t.Errorf("native pod %s: init %q, want istio-init,istio-proxy", p.Name, got)
+			}
+			if got := names(p.Spec.Containers); got != "web" {
+				t.Errorf("native pod %s: containers %q, want web", p.Name, got)
+			}
+			if c := container(p.Spec.InitContainers, "istio-proxy"); c == nil || c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+				t.Errorf("native pod %s: istio-proxy is not a restartPolicy Always init container", p.Name)
+			}
+		}
+	})
+
+	t.Run("the pod annotation overrides istiod both ways", func(t *testing.T) {
+		// asm-1-27 now injects native: the annotation asks for classic.
+		pod := dryRunPod(t, kube, "web", map[string]string{nativeAnnot: "false"})
+		if container(pod.Spec.Containers, "istio-proxy") == nil {
+			t.Errorf("nativeSidecar=false on a native istiod: containers %s", names(pod.Spec.Containers))
+		}
+		// asm-1-26 still injects classic: the annotation asks for native.
+		pod = dryRunPod(t, kube, "rev-asm-1-26", map[string]string{nativeAnnot: "true"})
+		if container(pod.Spec.InitContainers, "istio-proxy") == nil {
+			t.Errorf("nativeSidecar=true on a classic istiod: init %s", names(pod.Spec.InitContainers))
+		}
+	})
+
+	t.Run("a native sidecar hangs in Init on a 1.28 node and runs on a 1.34 node", func(t *testing.T) {
+		old := poolNodes(t, kube, oldPool)[0]
+		cur := poolNodes(t, kube, systemPool)[0]
+		onOld := createPod(t, kube, "web", "hang-old", old, map[string]string{nativeAnnot: "true"})
+		onNew := createPod(t, kube, "web", "run-new", cur, map[string]string{nativeAnnot: "true"})
+		waitFor(t, time.Minute, "native pod on the 1.34 node Running and Ready", func(ctx context.Context) (bool, string) {
+			p, err := kube.CoreV1().Pods("web").Get(ctx, onNew, metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			return p.Status.Phase == corev1.PodRunning && podReady(p), string(p.Status.Phase)
+		})
+		// Give the old node's pod the same time and more: it must still hang.
+		time.Sleep(3 * time.Second)
+		p, err := kube.CoreV1().Pods("web").Get(ctx, onOld, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Status.Phase != corev1.PodPending || podReady(p) {
+			t.Fatalf("native pod on %s: phase %s ready %t, want Pending and not ready", old, p.Status.Phase, podReady(p))
+		}
+		var proxyRunning bool
+		for _, s := range p.Status.InitContainerStatuses {
+			if s.Name == "istio-proxy" && s.State.Running != nil && !s.Ready {
+				proxyRunning = true
+			}
+		}
+		if !proxyRunning {
+			t.Errorf("native pod on the old node: want istio-proxy running and never ready, got %+v", p.Status.InitContainerStatuses)
+		}
+	})
+
+	t.Run("a pod is Ready about the start delay after binding", func(t *testing.T) {
+		createNamespace(t, kube, "plain", "")
+		start := time.Now()
+		name := createPod(t, kube, "plain", "delayed", poolNodes(t, kube, systemPool)[0], nil)
+		waitFor(t, time.Minute, "delayed pod Ready", func(ctx context.Context) (bool, string) {
+			p, err := kube.CoreV1().Pods("plain").Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			return podReady(p), string(p.Status.Phase)
+		})
+		if took := time.Since(start); took < 1500*time.Millisecond || took > 8*time.Second {
+			t.Errorf("pod became Ready after %s, want about 2s", took)
+		}
+	})
+
+	t.Run("an upgrade replaces nodes one by one", func(t *testing.T) {
+		mustMeshaddon(t, "local", "nodepool", "add", "up", "--name", "e2e", "--version", "v1.30.2", "--count", "2")
+		before := poolNodes(t, kube, "up")
+		w, err := kube.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{LabelSelector: nodepool.PoolLabel + "=up"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		seen := map[string]bool{}
+		maxNodes := 0
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for ev := range w.ResultChan() {
+				n, ok := ev.Object.(*corev1.Node)
+				if !ok {
+					continue
+				}
+				if ev.Type == "DELETED" {
+					delete(seen, n.Name)
+				} else {
+					seen[n.Name] = true
+				}
+				if len(seen) > maxNodes {
+					maxNodes = len(seen)
+				}
+			}
+		}()
+		for _, n := range before {
+			seen[n] = true
+		}
+		mustMeshaddon(t, "local", "nodepool", "upgrade", "up", "--name", "e2e", "--version", currentVersion)
+		w.Stop()
+		<-done
+		after := poolNodes(t, kube, "up")
+		if len(after) != 2 {
+			t.Fatalf("after upgrade: %d nodes, want 2", len(after))
+		}
+		for _, n := range after {
+			if contains(before, n) {
+				t.Errorf("node %s was not replaced", n)
+			}
+		}
+		if maxNodes != 3 {
+			t.Errorf("the pool peaked at %d nodes; one surge node at a time means 3", maxNodes)
+		}
+		for _, p := range listPools(t, "e2e") {
+			if p.Name == "up" && (len(p.Versions) != 1 || p.Versions[0] != currentVersion) {
+				t.Errorf("pool up after upgrade: %+v", p)
+			}
+		}
+	})
+
+	t.Run("a stopped pool has no Ready nodes, and starts again", func(t *testing.T) {
+		mustMeshaddon(t, "local", "nodepool", "stop", "up", "--name", "e2e")
+		for _, p := range listPools(t, "e2e") {
+			if p.Name == "up" && (p.Ready != 0 || !p.Stopped || p.Nodes != 2) {
+				t.Errorf("stopped pool: %+v", p)
+			}
+		}
+		mustMeshaddon(t, "local", "nodepool", "start", "up", "--name", "e2e")
+		for _, p := range listPools(t, "e2e") {
+			if p.Name == "up" && (p.Ready != 2 || p.Stopped) {
+				t.Errorf("started pool: %+v", p)
+			}
+		}
+		mustMeshaddon(t, "local", "nodepool", "delete", "up", "--name", "e2e")
+	})
+
+	t.Run("status shows every component running", func(t *testing.T) {
+		var st struct {
+			Healthy    bool
+			Components []struct {
+				Name    string
+				PID     int
+				Running bool
+			}
+			Revisions []struct {
+				Revision       string
+				Available      bool
+				NativeSidecars string
+			}
+		}
+		r := mustMeshaddon(t, "local", "status", "--name", "e2e", "-o", "json")
+		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+			t.Fatalf("status -o json: %v\n%s", err, r.stdout)
+		}
+		if !st.Healthy || len(st.Components) < 6 {
+			t.Errorf("status: %+v", st)
+		}
+		for _, c := range st.Components {
+			if !c.Running || c.PID == 0 {
+				t.Errorf("component %s not running", c.Name)
+			}
+		}
+		want := map[string]string{"asm-1-26": "false", "asm-1-27": "true"}
+		for _, rv := range st.Revisions {
+			if !rv.Available || want[rv.Revision] != rv.NativeSidecars {
+				t.Errorf("revision %+v, want available with ENABLE_NATIVE_SIDECARS=%s", rv, want[rv.Revision])
+			}
+		}
+	})
+}
+
+func listPools(t *testing.T, cluster string) []nodepool.Pool {
+	t.Helper()
+	r := mustMeshaddon(t, "local", "nodepool", "list", "--name", cluster, "-o", "json")
+	var pools []nodepool.Pool
+	if err := json.Unmarshal([]byte(r.stdout), &pools); err != nil {
+		t.Fatalf("nodepool list -o json: %v\n%s", err, r.stdout)
+	}
+	return pools
+}
+
+func poolNodes(t *testing.T, kube kubernetes.Interface, pool string) []string {
+	t.Helper()
+	list, err := kube.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{LabelSelector: nodepool.PoolLabel + "=" + pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, n := range list.Items {
+		out = append(out, n.Name)
+	}
+	if len(out) == 0 {
+		t.Fatalf("pool %s has no nodes", pool)
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func createNamespace(t *testing.T, kube kubernetes.Interface, name, revision string) {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if revision != "" {
+		ns.Labels = map[string]string{"istio.io/rev": revision}
+	}
+	if _, err := kube.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+func createDeployment(t *testing.T, kube kubernetes.Interface, ns, name string, replicas int32, nodeSelector, annotations map[string]string) {
+	t.Helper()
+	labels := map[string]string{"app": name}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+				Spec: corev1.PodSpec{
+					NodeSelector: nodeSelector,
+					Containers:   []corev1.Container{{Name: name, Image: "registry.k8s.io/pause:3.10"}},
+				},
+			},
+		},
+	}
+	if _, err := kube.AppsV1().Deployments(ns).Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func createPod(t *testing.T, kube kubernetes.Interface, ns, name, node string, annotations map[string]string) string {
+	t.Helper()
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: annotations},
+		Spec: corev1.PodSpec{
+			NodeName:   node,
+			Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
+		},
+	}
+	if _, err := kube.CoreV1().Pods(ns).Create(context.Background(), p, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func tryDryRunPod(ctx context.Context, kube kubernetes.Interface, ns string, annotations map[string]string) (*corev1.Pod, error) {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "probe-", Namespace: ns, Annotations: annotations},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}}},
+	}
+	return kube.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+}
+
+func dryRunPod(t *testing.T, kube kubernetes.Interface, ns string, annotations map[string]string) *corev1.Pod {
+	t.Helper()
+	p, err := tryDryRunPod(context.Background(), kube, ns, annotations)
+	if err != nil {
+		t.Fatalf("dry-run pod in %s: %v", ns, err)
+	}
+	return p
+}
+
+func container(cs []corev1.Container, name string) *corev1.Container {
+	for i := range cs {
+		if cs[i].Name == name {
+			return &cs[i]
+		}
+	}
+	return nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// setIstiodEnv sets ENABLE_NATIVE_SIDECARS on istiod's container, as a
+// person or the add-on manager would.
+func setIstiodEnv(t *testing.T, kube kubernetes.Interface, deployment, value string) {
+	t.Helper()
+	patch := fmt.Sprintf(`{"spec":{"template":{"spec":{"containers":[{"name":"discovery","env":[{"name":"ENABLE_NATIVE_SIDECARS","value":%q}]}]}}}}`, value)
+	if _, err := kube.AppsV1().Deployments(istioNS).Patch(context.Background(), deployment, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// restart does what `kubectl rollout restart` does.
+func restart(t *testing.T, kube kubernetes.Interface, ns, name string) {
+	t.Helper()
+	patch := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339Nano))
+	if _, err := kube.AppsV1().Deployments(ns).Patch(context.Background(), name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitRollout waits as `kubectl rollout status` does.
+func waitRollout(t *testing.T, kube kubernetes.Interface, ns, name string) {
+	t.Helper()
+	waitFor(t, 2*time.Minute, "rollout of "+ns+"/"+name, func(ctx context.Context) (bool, string) {
+		d, err := kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		want := *d.Spec.Replicas
+		s := d.Status
+		msg := fmt.Sprintf("generation %d observed %d updated %d ready %d available %d total %d", d.Generation, s.ObservedGeneration, s.UpdatedReplicas, s.ReadyReplicas, s.AvailableReplicas, s.Replicas)
+		return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == want && s.Replicas == want && s.AvailableReplicas == want, msg
+	})
+}
+
+func waitDeploymentAvailable(t *testing.T, kube kubernetes.Interface, ns, name string) {
+	t.Helper()
+	waitRollout(t, kube, ns, name)
+}
+
+// runningPods returns the Deployment's pods that are not being deleted.
+func runningPods(t *testing.T, kube kubernetes.Interface, ns, app string) []corev1.Pod {
+	t.Helper()
+	var out []corev1.Pod
+	waitFor(t, time.Minute, "old pods of "+app+" gone", func(ctx context.Context) (bool, string) {
+		pods, err := podsOf(ctx, kube, ns, app)
+		if err != nil {
+			return false, err.Error()
+		}
+		out = out[:0]
+		for _, p := range pods {
+			if p.DeletionTimestamp != nil {
+				return false, "pod " + p.Name + " still terminating"
+			}
+			if p.Status.Phase != corev1.PodRunning || !podReady(&p) {
+				return false, "pod " + p.Name + " not Running and Ready"
+			}
+			out = append(out, p)
+		}
+		return len(out) > 0, fmt.Sprintf("%d pods", len(out))
+	})
+	return out
+}
