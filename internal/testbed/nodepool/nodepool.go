@@ -80,7 +80,7 @@ func NormalizeVersion(v string) (string, error) {
 	if err != nil || parsed.Major() != 1 {
 		return "", fmt.Errorf("%q is not a Kubernetes version: want one such as v1.34.4 or 1.29", v)
 	}
-	return "v" + parsed.String(), nil
+	return fmt.Sprintf("v%d.%d.%d", parsed.Major(), parsed.Minor(), parsed.Patch()), nil
 }
 
 // Pool is a node pool as the cluster shows it.
