@@ -5,7 +5,7 @@ BIN     := bin/meshaddon
 # bed's binaries (about 10 minutes on 2 cores), hence the long timeout.
 TEST_TIMEOUT ?= 75m
 
-.PHONY: build demo test unit e2e vet fmt clean
+.PHONY: build demo test unit e2e vet fmt clean generate
 
 build:
 	$(GO) build -o $(BIN) ./cmd/meshaddon
@@ -26,3 +26,8 @@ vet:
 
 clean:
 	rm -rf bin
+
+# controller-gen writes the deepcopy functions and the CRDs from api/.
+CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.19.0
+generate:
+	$(CONTROLLER_GEN) object paths=./api/... crd:maxDescLen=400 output:crd:dir=./config/crd/bases rbac:roleName=meshaddon-manager paths=./internal/manager/... output:rbac:dir=./config/rbac

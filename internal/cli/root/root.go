@@ -5,9 +5,15 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/meshaddon/meshaddon/internal/cli/feature"
 	"github.com/meshaddon/meshaddon/internal/cli/local"
+	"github.com/meshaddon/meshaddon/internal/cli/manager"
+	"github.com/meshaddon/meshaddon/internal/cli/mesh"
+	"github.com/meshaddon/meshaddon/internal/cli/provider"
+	"github.com/meshaddon/meshaddon/internal/cli/reconcile"
 	"github.com/meshaddon/meshaddon/internal/cli/version"
 )
 
@@ -31,8 +37,17 @@ istiod) so every step can be tried on this machine.`,
 	}
 	cmd.SetOut(streams.Out)
 	cmd.SetErr(streams.ErrOut)
+	// kubectl's connection flags (--kubeconfig, --context, -n, ...) for
+	// every command that talks to a cluster.
+	flags := genericclioptions.NewConfigFlags(true)
+	flags.AddFlags(cmd.PersistentFlags())
 	cmd.AddCommand(
 		version.NewCommand(streams),
+		feature.NewCommand(flags, streams),
+		provider.NewCommand(flags, streams),
+		mesh.NewCommand(flags, streams),
+		reconcile.NewCommand(flags, streams),
+		manager.NewCommand(flags, streams),
 		local.NewCommand(streams),
 	)
 	return cmd

@@ -1,0 +1,143 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MeshProfileName is the name of the one MeshProfile of a cluster.
+const MeshProfileName = "default"
+
+// MeshProfileSpec says which mesh revisions are installed and how they inject.
+type MeshProfileSpec struct {
+	// Revisions are the installed mesh revisions, asm-1-NN.
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:Pattern=`^asm-1-(0|[1-9][0-9]{0,2})$`
+	// +kubebuilder:validation:items:MaxLength=9
+	// +optional
+	Revisions []string `json:"revisions,omitempty"`
+
+	// NativeSidecarMode: Auto decides from the cluster's facts; Enabled injects
+	// native sidecars wherever the versions allow, even with old nodes
+	// (then Degraded); Disabled always injects classic sidecars.
+	// +kubebuilder:validation:Enum=Auto;Enabled;Disabled
+	// +kubebuilder:default=Auto
+	// +optional
+	NativeSidecarMode string `json:"nativeSidecarMode,omitempty"`
+
+	// Origin is the kind of cluster the mesh was set up on. NewCluster: the
+	// mesh was installed with the cluster, so it gets native sidecars by
+	// default when the cluster qualifies; ExistingCluster: the mesh predates
+	// the mode, which needs the feature flag. Set at creation only.
+	// +kubebuilder:validation:Enum=NewCluster;ExistingCluster
+	// +kubebuilder:default=ExistingCluster
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="origin is fixed when the profile is created"
+	// +optional
+	Origin string `json:"origin,omitempty"`
+}
+
+// Origins of a MeshProfile.
+const (
+	OriginNewCluster      = "NewCluster"
+	OriginExistingCluster = "ExistingCluster"
+)
+
+// Condition types of a MeshProfile.
+const (
+	ConditionFeatureRegistered     = "FeatureRegistered"
+	ConditionVersionsCompatible    = "VersionsCompatible"
+	ConditionNativeSidecarsEnabled = "NativeSidecarsEnabled"
+	ConditionReconciled            = "Reconciled"
+	ConditionDegraded              = "Degraded"
+)
+
+// NodePoolStatus is one node pool as its nodes show it.
+type NodePoolStatus struct {
+	Name string `json:"name"`
+	// KubeletVersions are the distinct kubelet versions of the pool's nodes.
+	// +optional
+	KubeletVersions []string `json:"kubeletVersions,omitempty"`
+	Nodes           int32    `json:"nodes"`
+	Ready           int32    `json:"ready"`
+	// PowerState is Stopped when the pool has nodes and none is Ready.
+	PowerState string `json:"powerState"`
+}
+
+// RevisionStatus is how one revision injects, and why.
+type RevisionStatus struct {
+	Name string `json:"name"`
+	// Mode is the effective injection: native or classic.
+	// +kubebuilder:validation:Enum=native;classic
+	Mode string `json:"mode"`
+	// Reason is a CamelCase word for the decision; Message explains it.
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
+	// Deployment is the istiod Deployment the decision was written to.
+	// +optional
+	Deployment string `json:"deployment,omitempty"`
+	// EnableNativeSidecars is the ENABLE_NATIVE_SIDECARS value istiod runs with.
+	// +optional
+	EnableNativeSidecars string `json:"enableNativeSidecars,omitempty"`
+}
+
+// MeshProfileStatus is what the manager observed and did.
+type MeshProfileStatus struct {
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Policy is the version policy the manager decides with.
+	// +optional
+	Policy string `json:"policy,omitempty"`
+	// APIServerVersion is the control plane's version.
+	// +optional
+	APIServerVersion string `json:"apiServerVersion,omitempty"`
+	// CreatedQualifying is true when the profile was created as a new
+	// cluster's on a cluster that already qualified. Decided once.
+	// +optional
+	CreatedQualifying *bool `json:"createdQualifying,omitempty"`
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	NodePools []NodePoolStatus `json:"nodePools,omitempty"`
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Revisions []RevisionStatus `json:"revisions,omitempty"`
+	// LastHandledReconcileAt echoes the last reconcile request the manager acted on.
+	// +optional
+	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
+}
+
+// MeshProfile is the mesh add-on's configuration: one per cluster, named default.
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,shortName=mp
+// +kubebuilder:subresource:status
+// +kubebuilder:validation:XValidation:rule="self.metadata.name == 'default'",message="a cluster has one MeshProfile and it is named default"
+// +kubebuilder:printcolumn:name="Mode",type=string,JSONPath=`.spec.nativeSidecarMode`
+// +kubebuilder:printcolumn:name="Revisions",type=string,JSONPath=`.spec.revisions`
+// +kubebuilder:printcolumn:name="Native",type=string,JSONPath=`.status.conditions[?(@.type=="NativeSidecarsEnabled")].status`
+// +kubebuilder:printcolumn:name="Reconciled",type=string,JSONPath=`.status.conditions[?(@.type=="Reconciled")].status`
+// +kubebuilder:printcolumn:name="Degraded",type=string,JSONPath=`.status.conditions[?(@.type=="Degraded")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MeshProfile struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   MeshProfileSpec   `json:"spec,omitempty"`
+	Status MeshProfileStatus `json:"status,omitempty"`
+}
+
+// MeshProfileList is a list of MeshProfiles.
+// +kubebuilder:object:root=true
+type MeshProfileList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MeshProfile `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&MeshProfile{}, &MeshProfileList{})
+}

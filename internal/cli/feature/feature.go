@@ -1,0 +1,261 @@
+// Package feature is `meshaddon feature`: register, show, unregister and
+// list preview features, as `az feature` does for the platform.
+package feature
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
+	"github.com/meshaddon/meshaddon/internal/cli/output"
+	"github.com/meshaddon/meshaddon/internal/kube"
+	"github.com/meshaddon/meshaddon/internal/meshversion"
+)
+
+// ProviderNamespace is the resource provider the features belong to.
+const ProviderNamespace = "Microsoft.ContainerService"
+
+// Feature is a feature as the platform's feature API shows it.
+type Feature struct {
+	ID         string     `json:"id"`
+	Name       string     `json:"name"`
+	Properties Properties `json:"properties"`
+	Type       string     `json:"type"`
+}
+
+// Properties hold the registration state.
+type Properties struct {
+	State string `json:"state"`
+}
+
+// FromRegistration shapes a FeatureRegistration like the platform's answer.
+// A feature never asked for is NotRegistered.
+func FromRegistration(name string, fr *v1alpha1.FeatureRegistration) Feature {
+	state := v1alpha1.StateNotRegistered
+	if fr != nil && fr.Status.State != "" {
+		state = fr.Status.State
+	}
+	return Feature{
+		ID:         fmt.Sprintf("/providers/Microsoft.Features/providers/%s/features/%s", ProviderNamespace, name),
+		Name:       ProviderNamespace + "/" + name,
+		Properties: Properties{State: state},
+		Type:       "Microsoft.Features/providers/features",
+	}
+}
+
+// NewCommand returns `meshaddon feature`.
+func NewCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "feature",
+		Short: "Register, show and unregister preview features (the document's \"before you begin\")",
+		Long: `Preview features opt a cluster into behaviour that is not on by default. Native sidecar
+mode needs ` + meshversion.FeatureNativeSidecarPreview + `: register it, wait until it shows
+Registered (it takes a while), then refresh the provider registration with
+"meshaddon provider register" so that it takes effect.`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(
+		newChangeCommand(flags, streams, "register", v1alpha1.StateRegistered),
+		newChangeCommand(flags, streams, "unregister", v1alpha1.StateNotRegistered),
+		newShowCommand(flags, streams),
+		newListCommand(flags, streams),
+	)
+	return cmd
+}
+
+func addNameFlag(cmd *cobra.Command, name *string) {
+	cmd.Flags().StringVar(name, "name", meshversion.FeatureNativeSidecarPreview, "Feature name")
+	_ = cmd.RegisterFlagCompletionFunc("name", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return v1alpha1.KnownFeatures, cobra.ShellCompDirectiveNoFileComp
+	})
+}
+
+func addOutputFlag(cmd *cobra.Command, format *string, def string) {
+	cmd.Flags().StringVarP(format, "output", "o", def, "Output format: json, yaml or table")
+}
+
+// canonicalName accepts a known feature in any case and returns its spelling.
+func canonicalName(name string) (string, error) {
+	canonical := v1alpha1.FeatureName(name)
+	if !slices.Contains(v1alpha1.KnownFeatures, canonical) {
+		return "", exitcode.Wrap(exitcode.Usage, fmt.Errorf("unknown feature %q: known features are %s", name, strings.Join(v1alpha1.KnownFeatures, ", ")))
+	}
+	return canonical, nil
+}
+
+func newChangeCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams, verb, desired string) *cobra.Command {
+	var name, format string
+	cmd := &cobra.Command{
+		Use:     verb,
+		Short:   strings.ToUpper(verb[:1]) + verb[1:] + " a preview feature",
+		Example: fmt.Sprintf("  meshaddon feature %s --name %s", verb, meshversion.FeatureNativeSidecarPreview),
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			name, err := canonicalName(name)
+			if err != nil {
+				return err
+			}
+			if err := output.Validate(format, "json", "yaml", "table"); err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			c, err := kube.NewClients(flags)
+			if err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			fr, err := setDesired(cmd.Context(), c.Client, name, desired)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(streams.ErrOut, "Once \"meshaddon feature show --name %s\" shows %s, run \"meshaddon provider register\" for the change to take effect.\n", name, desired)
+			return printFeatures(streams, format, []Feature{FromRegistration(name, fr)}, []*v1alpha1.FeatureRegistration{fr})
+		},
+	}
+	addNameFlag(cmd, &name)
+	addOutputFlag(cmd, &format, "json")
+	return cmd
+}
+
+// setDesired records the request and waits briefly for the manager to start
+// the transition, so the state printed is the platform's answer.
+func setDesired(ctx context.Context, cl client.Client, name, desired string) (*v1alpha1.FeatureRegistration, error) {
+	fr := &v1alpha1.FeatureRegistration{}
+	err := cl.Get(ctx, client.ObjectKey{Name: v1alpha1.FeatureObjectName(name)}, fr)
+	switch {
+	case apierrors.IsNotFound(err):
+		if desired == v1alpha1.StateNotRegistered {
+			return &v1alpha1.FeatureRegistration{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.FeatureObjectName(name)}}, nil
+		}
+		fr = &v1alpha1.FeatureRegistration{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.FeatureObjectName(name)}, Spec: v1alpha1.FeatureRegistrationSpec{DesiredState: desired}}
+		if err := cl.Create(ctx, fr); err != nil {
+			return nil, fmt.Errorf("register %s: %w", name, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("read feature %s: %w", name, err)
+	case fr.Spec.DesiredState != desired:
+		patch := client.MergeFrom(fr.DeepCopy())
+		fr.Spec.DesiredState = desired
+		if err := cl.Patch(ctx, fr, patch); err != nil {
+			return nil, fmt.Errorf("update feature %s: %w", name, err)
+		}
+	}
+	moving := map[string][]string{
+		v1alpha1.StateRegistered:    {v1alpha1.StateRegistering, v1alpha1.StateRegistered},
+		v1alpha1.StateNotRegistered: {v1alpha1.StateUnregistering, v1alpha1.StateNotRegistered},
+	}[desired]
+	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		if err := cl.Get(ctx, client.ObjectKey{Name: v1alpha1.FeatureObjectName(name)}, fr); err != nil {
+			return false, nil
+		}
+		return slices.Contains(moving, fr.Status.State), nil
+	})
+	return fr, nil
+}
+
+func newShowCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	var name, format string
+	cmd := &cobra.Command{
+		Use:   "show",
+		Short: "Show a feature's registration state",
+		Example: `  meshaddon feature show --name IstioNativeSidecarModePreview
+  meshaddon feature show -o table`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			name, err := canonicalName(name)
+			if err != nil {
+				return err
+			}
+			if err := output.Validate(format, "json", "yaml", "table"); err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			c, err := kube.NewClients(flags)
+			if err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			fr := &v1alpha1.FeatureRegistration{}
+			if err := c.Client.Get(cmd.Context(), client.ObjectKey{Name: v1alpha1.FeatureObjectName(name)}, fr); err != nil {
+				if !apierrors.IsNotFound(err) {
+					return fmt.Errorf("read feature %s: %w", name, err)
+				}
+				fr = nil
+			}
+			return printFeatures(streams, format, []Feature{FromRegistration(name, fr)}, []*v1alpha1.FeatureRegistration{fr})
+		},
+	}
+	addNameFlag(cmd, &name)
+	addOutputFlag(cmd, &format, "json")
+	return cmd
+}
+
+func newListCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List every known feature and its state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := output.Validate(format, "json", "yaml", "table"); err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			c, err := kube.NewClients(flags)
+			if err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			var list v1alpha1.FeatureRegistrationList
+			if err := c.Client.List(cmd.Context(), &list); err != nil {
+				return fmt.Errorf("list features: %w", err)
+			}
+			var features []Feature
+			var regs []*v1alpha1.FeatureRegistration
+			for _, name := range v1alpha1.KnownFeatures {
+				var fr *v1alpha1.FeatureRegistration
+				for i := range list.Items {
+					if list.Items[i].Name == v1alpha1.FeatureObjectName(name) {
+						fr = &list.Items[i]
+					}
+				}
+				features = append(features, FromRegistration(name, fr))
+				regs = append(regs, fr)
+			}
+			return printFeatures(streams, format, features, regs)
+		},
+	}
+	addOutputFlag(cmd, &format, "table")
+	return cmd
+}
+
+// printFeatures writes one feature as an object and several as a list, as az does.
+func printFeatures(streams genericiooptions.IOStreams, format string, features []Feature, regs []*v1alpha1.FeatureRegistration) error {
+	var v any = features
+	if len(features) == 1 && format != "table" {
+		v = features[0]
+	}
+	if ok, err := output.Structured(streams.Out, format, v); ok {
+		return err
+	}
+	rows := make([][]string, len(features))
+	for i, f := range features {
+		applied, refreshed := "-", "never"
+		if fr := regs[i]; fr != nil {
+			if fr.Status.AppliedState != "" {
+				applied = fr.Status.AppliedState
+			}
+			if fr.Status.RefreshTime != nil {
+				refreshed = fr.Status.RefreshTime.UTC().Format(time.RFC3339)
+			}
+		}
+		rows[i] = []string{f.Name, f.Properties.State, applied, refreshed}
+	}
+	return output.Table(streams.Out, []string{"NAME", "STATE", "APPLIED", "REFRESHED"}, rows)
+}

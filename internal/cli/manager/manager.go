@@ -1,0 +1,81 @@
+// Package manager is `meshaddon manager`: the add-on manager process, run in
+// the cluster as a Deployment (config/) or by `meshaddon local up`.
+package manager
+
+import (
+	goflag "flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
+	"github.com/meshaddon/meshaddon/internal/manager"
+	"github.com/meshaddon/meshaddon/internal/meshversion"
+)
+
+// Options are the flags of `meshaddon manager`.
+type Options struct {
+	Policy string
+	manager.Options
+	zap zap.Options
+}
+
+// NewCommand returns `meshaddon manager`.
+func NewCommand(flags *genericclioptions.ConfigFlags, _ genericiooptions.IOStreams) *cobra.Command {
+	o := &Options{zap: zap.Options{Development: false}}
+	cmd := &cobra.Command{
+		Use:   "manager",
+		Short: "Run the add-on manager: decide native or classic sidecars per revision and keep istiod so",
+		Long: `Run the add-on manager. It watches the MeshProfile, feature registrations, every node
+(kubelet version, readiness) and the istiod Deployments, decides for each mesh revision
+whether istiod injects native or classic sidecars, writes ENABLE_NATIVE_SIDECARS on the
+istiod Deployment accordingly (putting it back if someone edits it), and reports why in
+the MeshProfile's status and events.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := meshversion.LookupPolicy(o.Policy)
+			if err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			o.Options.Policy = p
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
+			cfg, err := flags.ToRESTConfig()
+			if err != nil {
+				return exitcode.Wrap(exitcode.Usage, fmt.Errorf("load kubeconfig: %w", err))
+			}
+			mgr, err := manager.New(cfg, o.Options)
+			if err != nil {
+				return err
+			}
+			ctrl.Log.WithName("setup").Info("starting the add-on manager", "policy", p.Name, "meshNamespace", o.MeshNamespace, "leaderElection", o.LeaderElection)
+			return mgr.Start(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Policy, "policy", meshversion.DefaultPolicy.Name, "Version policy: "+strings.Join(meshversion.PolicyNames(), " or ")+" (preview: the seed document's 1.29+ with the feature flag; ga: the later 1.33+ rules)")
+	f.StringVar(&o.MeshNamespace, "mesh-namespace", "aks-istio-system", "Namespace of the istiod Deployments")
+	f.DurationVar(&o.FeatureDelay, "feature-registration-delay", 5*time.Second, "How long a feature takes to register or unregister (a real platform takes minutes)")
+	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", `Prometheus metrics address ("0" turns it off)`)
+	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz")
+	f.BoolVar(&o.LeaderElection, "leader-elect", true, "Elect a leader so that only one instance writes")
+	f.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", envOr("POD_NAMESPACE", "meshaddon-system"), "Namespace of the leader election lease")
+	f.DurationVar(&o.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "How long a lost leader keeps the lease before another instance takes over")
+	gofs := goflag.NewFlagSet("zap", goflag.ContinueOnError)
+	o.zap.BindFlags(gofs)
+	f.AddGoFlagSet(gofs)
+	return cmd
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,111 @@
+// Package manager is the add-on manager: controllers that register preview
+// features and decide, per mesh revision, whether istiod injects native or
+// classic sidecars, keeping ENABLE_NATIVE_SIDECARS on every istiod so.
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/meshaddon/meshaddon/internal/kube"
+	"github.com/meshaddon/meshaddon/internal/meshversion"
+)
+
+// Options configure the manager.
+type Options struct {
+	Policy meshversion.Policy
+	// MeshNamespace holds the istiod Deployments (aks-istio-system).
+	MeshNamespace string
+	// FeatureDelay is how long a feature takes to register or unregister.
+	FeatureDelay time.Duration
+	// MetricsAddr and ProbeAddr are listen addresses; "0" turns one off.
+	MetricsAddr string
+	ProbeAddr   string
+	// LeaderElection makes one of several instances the only writer.
+	LeaderElection          bool
+	LeaderElectionNamespace string
+	LeaseDuration           time.Duration
+}
+
+// LeaderElectionID names the lease all instances compete for.
+const LeaderElectionID = "meshaddon-manager.meshaddon.dev"
+
+// New builds a manager with both controllers, health checks and metrics.
+func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	istiod, err := labels.Parse(IstiodLabel)
+	if err != nil {
+		return nil, err
+	}
+	renew := o.LeaseDuration * 2 / 3
+	retry := o.LeaseDuration / 5
+	mopts := ctrl.Options{
+		Scheme:                  kube.Scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        LeaderElectionID,
+		LeaderElectionNamespace: o.LeaderElectionNamespace,
+		// A new leader takes over as soon as the old one stops cleanly.
+		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Node{}:       {Transform: slimNode},
+				&appsv1.Deployment{}: {Namespaces: map[string]cache.Config{o.MeshNamespace: {}}, Label: istiod},
+			},
+		},
+	}
+	if o.LeaseDuration > 0 {
+		mopts.LeaseDuration, mopts.RenewDeadline, mopts.RetryPeriod = &o.LeaseDuration, &renew, &retry
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
+	if err != nil {
+		return nil, fmt.Errorf("create the manager: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := (&ProfileReconciler{
+		Client:        mgr.GetClient(),
+		Versions:      dc,
+		Recorder:      mgr.GetEventRecorderFor("meshaddon-manager"),
+		Policy:        o.Policy,
+		MeshNamespace: o.MeshNamespace,
+	}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := (&FeatureReconciler{Client: mgr.GetClient(), Delay: o.FeatureDelay, Clock: clock.RealClock{}}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	// Ready once the caches hold every node and istiod Deployment.
+	if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("informer caches are not synced yet")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}

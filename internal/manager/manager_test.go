@@ -1,0 +1,480 @@
+package manager_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/kube"
+	"github.com/meshaddon/meshaddon/internal/manager"
+	"github.com/meshaddon/meshaddon/internal/meshversion"
+	"github.com/meshaddon/meshaddon/internal/testbed/cache"
+)
+
+// These tests run the manager against a real kube-apiserver and etcd
+// (envtest, with the test bed's cached binaries): no nodes run anything, so
+// Node objects are just the facts the manager reads.
+
+const meshNS = "aks-istio-system"
+
+var (
+	cl   client.Client
+	kcs  kubernetes.Interface
+	stop context.CancelFunc
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("skipping envtest tests in -short mode")
+		os.Exit(0)
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx, cancel := context.WithCancel(context.Background())
+	stop = cancel
+	c, err := cache.New(os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	assets, err := c.EnvtestAssets(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start envtest:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	clients, err := kube.ForConfig(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	cl, kcs = clients.Client, clients.Kube
+	if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: meshNS}}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	mgr, err := manager.New(cfg, manager.Options{
+		Policy:        meshversion.DefaultPolicy,
+		MeshNamespace: meshNS,
+		FeatureDelay:  time.Second,
+		MetricsAddr:   "0",
+		ProbeAddr:     "0",
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	code := m.Run()
+	cancel()
+	<-done
+	return code
+}
+
+// The tests share one API server, so each builds the world it needs and
+// tears it down; they do not run in parallel.
+
+func addNode(t *testing.T, name, pool, kubelet string, ready bool) {
+	t.Helper()
+	ctx := context.Background()
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{meshversion.PoolLabel: pool}}}
+	if err := cl.Create(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	status := corev1.ConditionTrue
+	if !ready {
+		status = corev1.ConditionFalse
+	}
+	n.Status.NodeInfo.KubeletVersion = kubelet
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status, LastHeartbeatTime: metav1.Now()}}
+	if err := cl.Status().Update(ctx, n); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Delete(context.Background(), n) })
+}
+
+func addIstiod(t *testing.T, rev, env string) {
+	t.Helper()
+	labels := map[string]string{"app": "istiod", "istio.io/rev": rev}
+	c := corev1.Container{Name: "discovery", Image: "pilot"}
+	if env != "unset" {
+		c.Env = []corev1.EnvVar{{Name: "PILOT_TRACE_SAMPLING", Value: "1"}, {Name: manager.NativeSidecarsEnv, Value: env}}
+	}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: manager.IstiodDeployment(rev), Namespace: meshNS, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{c}}},
+		},
+	}
+	if err := cl.Create(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Delete(context.Background(), d) })
+}
+
+func addProfile(t *testing.T, spec v1alpha1.MeshProfileSpec) {
+	t.Helper()
+	p := &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.MeshProfileName}, Spec: spec}
+	if err := cl.Create(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_ = cl.Delete(ctx, p)
+		_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			return apierrors.IsNotFound(cl.Get(ctx, client.ObjectKeyFromObject(p), p)), nil
+		})
+		_ = kcs.CoreV1().Events("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+	})
+}
+
+func patchProfile(t *testing.T, edit func(*v1alpha1.MeshProfile)) {
+	t.Helper()
+	var p v1alpha1.MeshProfile
+	if err := cl.Get(context.Background(), client.ObjectKey{Name: v1alpha1.MeshProfileName}, &p); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(p.DeepCopy())
+	edit(&p)
+	if err := cl.Patch(context.Background(), &p, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func istiodEnv(t *testing.T, rev string) string {
+	t.Helper()
+	var d appsv1.Deployment
+	if err := cl.Get(context.Background(), client.ObjectKey{Namespace: meshNS, Name: manager.IstiodDeployment(rev)}, &d); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == manager.NativeSidecarsEnv {
+			return e.Value
+		}
+	}
+	return "unset"
+}
+
+// eventually polls cond until it holds or within passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	var last string
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, within, true, func(context.Context) (bool, error) {
+		ok, got := cond()
+		last = got
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: not within %s; last seen: %s", what, within, last)
+	}
+}
+
+func waitEnv(t *testing.T, rev, want string, within time.Duration) {
+	t.Helper()
+	eventually(t, within, fmt.Sprintf("istiod-%s %s=%s", rev, manager.NativeSidecarsEnv, want), func() (bool, string) {
+		got := istiodEnv(t, rev)
+		return got == want, got
+	})
+}
+
+func profile(t *testing.T) *v1alpha1.MeshProfile {
+	t.Helper()
+	var p v1alpha1.MeshProfile
+	if err := cl.Get(context.Background(), client.ObjectKey{Name: v1alpha1.MeshProfileName}, &p); err != nil {
+		t.Fatal(err)
+	}
+	return &p
+}
+
+func waitCondition(t *testing.T, typ string, status metav1.ConditionStatus, msgHas string) *metav1.Condition {
+	t.Helper()
+	var found *metav1.Condition
+	eventually(t, 5*time.Second, fmt.Sprintf("condition %s=%s mentioning %q", typ, status, msgHas), func() (bool, string) {
+		found = meta.FindStatusCondition(profile(t).Status.Conditions, typ)
+		if found == nil {
+			return false, "absent"
+		}
+		return found.Status == status && strings.Contains(found.Message, msgHas), fmt.Sprintf("%s %s: %s", found.Status, found.Reason, found.Message)
+	})
+	return found
+}
+
+func waitEvent(t *testing.T, reason, msgHas string) {
+	t.Helper()
+	eventually(t, 5*time.Second, fmt.Sprintf("event %s mentioning %q", reason, msgHas), func() (bool, string) {
+		evs, err := kcs.CoreV1().Events("default").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, e := range evs.Items {
+			if e.Reason == reason && strings.Contains(e.Message, msgHas) {
+				return true, ""
+			}
+			seen = append(seen, e.Reason+": "+e.Message)
+		}
+		return false, strings.Join(seen, " | ")
+	})
+}
+
+func register(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	fr := &v1alpha1.FeatureRegistration{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.FeatureObjectName(meshversion.FeatureNativeSidecarPreview)}}
+	if err := cl.Create(ctx, fr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Delete(context.Background(), fr) })
+	eventually(t, 5*time.Second, "feature Registered", func() (bool, string) {
+		_ = cl.Get(ctx, client.ObjectKeyFromObject(fr), fr)
+		return fr.Status.State == v1alpha1.StateRegistered, fr.Status.State
+	})
+}
+
+func refresh(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	fr := &v1alpha1.FeatureRegistration{}
+	if err := cl.Get(ctx, client.ObjectKey{Name: v1alpha1.FeatureObjectName(meshversion.FeatureNativeSidecarPreview)}, fr); err != nil {
+		t.Fatal(err)
+	}
+	token := time.Now().UTC().Format(time.RFC3339Nano)
+	patch := client.MergeFrom(fr.DeepCopy())
+	fr.Annotations = map[string]string{v1alpha1.RefreshRequestAnnotation: token}
+	if err := cl.Patch(ctx, fr, patch); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "refresh handled", func() (bool, string) {
+		_ = cl.Get(ctx, client.ObjectKeyFromObject(fr), fr)
+		return fr.Status.LastHandledRefreshAt == token, fr.Status.LastHandledRefreshAt
+	})
+}
+
+func TestFeatureRegistrationLifecycle(t *testing.T) {
+	ctx := context.Background()
+	fr := &v1alpha1.FeatureRegistration{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.FeatureObjectName(meshversion.FeatureNativeSidecarPreview)}}
+	created := time.Now()
+	if err := cl.Create(ctx, fr); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cl.Delete(ctx, fr) }()
+	get := func() *v1alpha1.FeatureRegistration {
+		_ = cl.Get(ctx, client.ObjectKeyFromObject(fr), fr)
+		return fr
+	}
+	eventually(t, 2*time.Second, "Registering", func() (bool, string) { return get().Status.State == v1alpha1.StateRegistering, fr.Status.State })
+	eventually(t, 5*time.Second, "Registered", func() (bool, string) { return get().Status.State == v1alpha1.StateRegistered, fr.Status.State })
+	if took := time.Since(created); took < time.Second {
+		t.Errorf("registered after %s, before the configured delay of 1s", took)
+	}
+	if fr.Status.AppliedState != "" {
+		t.Errorf("applied state %q before any provider refresh", fr.Status.AppliedState)
+	}
+	refresh(t)
+	if get().Status.AppliedState != v1alpha1.StateRegistered || fr.Status.RefreshTime == nil {
+		t.Fatalf("after refresh: %+v", fr.Status)
+	}
+	patch := client.MergeFrom(fr.DeepCopy())
+	fr.Spec.DesiredState = v1alpha1.StateNotRegistered
+	if err := cl.Patch(ctx, fr, patch); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "Unregistering", func() (bool, string) { return get().Status.State == v1alpha1.StateUnregistering, fr.Status.State })
+	eventually(t, 5*time.Second, "NotRegistered", func() (bool, string) { return get().Status.State == v1alpha1.StateNotRegistered, fr.Status.State })
+	if fr.Status.AppliedState != v1alpha1.StateRegistered {
+		t.Errorf("applied state changed without a refresh: %q", fr.Status.AppliedState)
+	}
+}
+
+// An existing cluster: classic until the feature is registered and the
+// provider refreshed; then native, and an old node turns it back.
+func TestExistingClusterFollowsFeatureAndNodes(t *testing.T) {
+	addNode(t, "aks-system-vmss000000", "system", "v1.34.4", true)
+	addNode(t, "aks-system-vmss000001", "system", "v1.34.4", true)
+	addIstiod(t, "asm-1-27", "unset")
+	addProfile(t, v1alpha1.MeshProfileSpec{Revisions: []string{"asm-1-27"}})
+
+	waitEnv(t, "asm-1-27", "false", 5*time.Second)
+	waitCondition(t, v1alpha1.ConditionFeatureRegistered, metav1.ConditionFalse, "meshaddon feature register")
+	if p := profile(t); p.Status.CreatedQualifying == nil || *p.Status.CreatedQualifying {
+		t.Errorf("createdQualifying = %v on an existing cluster", p.Status.CreatedQualifying)
+	}
+
+	register(t)
+	// Registered but not refreshed: still classic.
+	time.Sleep(300 * time.Millisecond)
+	if got := istiodEnv(t, "asm-1-27"); got != "false" {
+		t.Fatalf("istiod went %s before the provider refresh", got)
+	}
+	refresh(t)
+	waitEnv(t, "asm-1-27", "true", 5*time.Second)
+	waitCondition(t, v1alpha1.ConditionNativeSidecarsEnabled, metav1.ConditionTrue, "asm-1-27")
+	waitEvent(t, "NativeSidecarsEnabled", "istiod-asm-1-27")
+	// The untouched env of istiod is kept.
+	var d appsv1.Deployment
+	_ = cl.Get(context.Background(), client.ObjectKey{Namespace: meshNS, Name: "istiod-asm-1-27"}, &d)
+	if len(d.Spec.Template.Spec.Containers[0].Env) != 0 && d.Spec.Template.Spec.Containers[0].Env[0].Name == "PILOT_TRACE_SAMPLING" {
+		t.Errorf("the manager rewrote other env: %+v", d.Spec.Template.Spec.Containers[0].Env)
+	}
+
+	// An old node joins: back to classic quickly, with a warning naming it.
+	joined := time.Now()
+	addNode(t, "aks-old-vmss000000", "old", "v1.28.9", true)
+	waitEnv(t, "asm-1-27", "false", 2*time.Second)
+	t.Logf("old node joined → istiod env flipped in %s", time.Since(joined).Round(time.Millisecond))
+	waitEvent(t, "OldKubeletNodes", "aks-old-vmss000000")
+	c := waitCondition(t, v1alpha1.ConditionVersionsCompatible, metav1.ConditionFalse, "pool old")
+	if !strings.Contains(c.Message, "aks-old-vmss000000") || !strings.Contains(c.Message, "v1.28.9") {
+		t.Errorf("VersionsCompatible does not name the node and version: %s", c.Message)
+	}
+	p := profile(t)
+	var old *v1alpha1.NodePoolStatus
+	for i := range p.Status.NodePools {
+		if p.Status.NodePools[i].Name == "old" {
+			old = &p.Status.NodePools[i]
+		}
+	}
+	if old == nil || old.Nodes != 1 || old.Ready != 1 || old.PowerState != "Running" || old.KubeletVersions[0] != "v1.28.9" {
+		t.Errorf("pool status: %+v", p.Status.NodePools)
+	}
+}
+
+// Enabled keeps native with an old node, but says it is degraded.
+func TestEnabledWithOldNodeIsDegraded(t *testing.T) {
+	addNode(t, "aks-system-vmss000000", "system", "v1.34.4", true)
+	addNode(t, "aks-old-vmss000000", "old", "v1.28.9", true)
+	addIstiod(t, "asm-1-27", "false")
+	addProfile(t, v1alpha1.MeshProfileSpec{Revisions: []string{"asm-1-27"}, NativeSidecarMode: "Enabled"})
+	waitEnv(t, "asm-1-27", "true", 5*time.Second)
+	waitCondition(t, v1alpha1.ConditionDegraded, metav1.ConditionTrue, "hang in Init")
+	waitEvent(t, "NativeSidecarsOnOldNodes", "aks-old-vmss000000")
+
+	// Disabled: classic whatever the versions.
+	patchProfile(t, func(p *v1alpha1.MeshProfile) { p.Spec.NativeSidecarMode = "Disabled" })
+	waitEnv(t, "asm-1-27", "false", 5*time.Second)
+	waitCondition(t, v1alpha1.ConditionDegraded, metav1.ConditionFalse, "")
+	waitCondition(t, v1alpha1.ConditionNativeSidecarsEnabled, metav1.ConditionFalse, "Disabled")
+}
+
+// A new cluster that qualifies gets native sidecars with no feature flag;
+// the manager puts a hand-edited value back.
+func TestNewClusterWithOldRevisionDoesNotQualify(t *testing.T) {
+	addNode(t, "aks-system-vmss000000", "system", "v1.34.4", true)
+	addIstiod(t, "asm-1-26", "false")
+	addIstiod(t, "asm-1-19", "false")
+	addProfile(t, v1alpha1.MeshProfileSpec{Revisions: []string{"asm-1-26", "asm-1-19"}, Origin: v1alpha1.OriginNewCluster})
+	// asm-1-19 is too old, so the cluster did not qualify when created.
+	eventually(t, 5*time.Second, "createdQualifying decided", func() (bool, string) {
+		p := profile(t)
+		return p.Status.CreatedQualifying != nil, fmt.Sprint(p.Status.CreatedQualifying)
+	})
+	if p := profile(t); *p.Status.CreatedQualifying {
+		t.Fatal("createdQualifying with asm-1-19")
+	}
+	waitCondition(t, v1alpha1.ConditionNativeSidecarsEnabled, metav1.ConditionFalse, "asm-1-19 is older than asm-1-20")
+	if got := istiodEnv(t, "asm-1-26"); got != "false" {
+		t.Errorf("asm-1-26 on a cluster that did not qualify: %s", got)
+	}
+}
+
+func TestNewClusterQualifiesAndDriftIsReverted(t *testing.T) {
+	addNode(t, "aks-system-vmss000000", "system", "v1.34.4", true)
+	addIstiod(t, "asm-1-26", "false")
+	addProfile(t, v1alpha1.MeshProfileSpec{Revisions: []string{"asm-1-26"}, Origin: v1alpha1.OriginNewCluster})
+	waitEnv(t, "asm-1-26", "true", 5*time.Second)
+	if p := profile(t); !ptr.Deref(p.Status.CreatedQualifying, false) {
+		t.Fatalf("createdQualifying = %v", p.Status.CreatedQualifying)
+	}
+	waitCondition(t, v1alpha1.ConditionFeatureRegistered, metav1.ConditionTrue, "no feature flag needed")
+
+	var d appsv1.Deployment
+	ctx := context.Background()
+	if err := cl.Get(ctx, client.ObjectKey{Namespace: meshNS, Name: "istiod-asm-1-26"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: manager.NativeSidecarsEnv, Value: "false"}}
+	if err := cl.Patch(ctx, &d, patch); err != nil {
+		t.Fatal(err)
+	}
+	edited := time.Now()
+	waitEnv(t, "asm-1-26", "true", 2*time.Second)
+	t.Logf("hand edit reverted in %s", time.Since(edited).Round(time.Millisecond))
+	waitEvent(t, "DriftReverted", "was changed to false outside the add-on")
+}
+
+func TestMissingIstiodIsReported(t *testing.T) {
+	addNode(t, "aks-system-vmss000000", "system", "v1.34.4", true)
+	addProfile(t, v1alpha1.MeshProfileSpec{Revisions: []string{"asm-1-25"}})
+	waitCondition(t, v1alpha1.ConditionReconciled, metav1.ConditionFalse, "istiod-asm-1-25 not found")
+}
+
+// Bad input is rejected by the API server, never reaches the manager.
+func TestValidationRejectsBadInput(t *testing.T) {
+	ctx := context.Background()
+	for name, obj := range map[string]client.Object{
+		"unknown mode":         &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.MeshProfileSpec{NativeSidecarMode: "On"}},
+		"bad revision":         &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.MeshProfileSpec{Revisions: []string{"istio-1-27"}}},
+		"second profile":       &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: "other"}},
+		"unknown feature name": &v1alpha1.FeatureRegistration{ObjectMeta: metav1.ObjectMeta{Name: "istioambientpreview"}},
+		"unknown feature state": &v1alpha1.FeatureRegistration{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.FeatureObjectName(meshversion.FeatureNativeSidecarPreview)},
+			Spec: v1alpha1.FeatureRegistrationSpec{DesiredState: "Maybe"}},
+	} {
+		err := cl.Create(ctx, obj)
+		if err == nil {
+			_ = cl.Delete(ctx, obj)
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if !apierrors.IsInvalid(err) {
+			t.Errorf("%s: want an Invalid error, got %v", name, err)
+		}
+		t.Logf("%s: %v", name, err)
+	}
+	// origin is fixed once set.
+	addProfile(t, v1alpha1.MeshProfileSpec{Revisions: []string{"asm-1-27"}})
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var p v1alpha1.MeshProfile
+		if err := cl.Get(ctx, client.ObjectKey{Name: "default"}, &p); err != nil {
+			return err
+		}
+		p.Spec.Origin = v1alpha1.OriginNewCluster
+		return cl.Update(ctx, &p)
+	})
+	if err == nil || !strings.Contains(err.Error(), "origin is fixed") {
+		t.Errorf("changing origin: %v", err)
+	}
+}

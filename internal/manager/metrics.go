@@ -1,0 +1,34 @@
+package manager
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Metrics beyond controller-runtime's own (controller_runtime_reconcile_total,
+// controller_runtime_reconcile_errors_total, workqueue depth and latency).
+var (
+	reconcilesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshaddon_profile_reconciles_total",
+		Help: "MeshProfile reconciles, by result (success, error).",
+	}, []string{"result"})
+	revisionNative = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "meshaddon_revision_native_sidecars",
+		Help: "1 when the revision injects native sidecars, 0 when classic.",
+	}, []string{"revision"})
+	envWritesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshaddon_istiod_env_writes_total",
+		Help: "Writes of ENABLE_NATIVE_SIDECARS to istiod Deployments, by cause (decision, drift).",
+	}, []string{"cause"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(reconcilesTotal, revisionNative, envWritesTotal)
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
