@@ -48,9 +48,10 @@ type FeatureRegistrationStatus struct {
 	// +kubebuilder:validation:Enum=NotRegistered;Registering;Registered;Unregistering
 	// +optional
 	State string `json:"state,omitempty"`
-	// LastTransitionTime is when State last changed.
+	// LastTransitionTime is when State last changed, to the microsecond:
+	// the registration delay is timed from it.
 	// +optional
-	LastTransitionTime *metav1.Time `json:"lastTransitionTime,omitempty"`
+	LastTransitionTime *metav1.MicroTime `json:"lastTransitionTime,omitempty"`
 	// AppliedState is State as of the last provider refresh: what the mesh acts on.
 	// +optional
 	AppliedState string `json:"appliedState,omitempty"`

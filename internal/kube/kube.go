@@ -5,6 +5,7 @@ package kube
 import (
 	"fmt"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -16,11 +17,12 @@ import (
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 )
 
-// Scheme knows the built-in types and the meshaddon.dev API.
+// Scheme knows the built-in types, CRDs and the meshaddon.dev API.
 var Scheme = runtime.NewScheme()
 
 func init() {
 	utilruntime.Must(clientgoscheme.AddToScheme(Scheme))
+	utilruntime.Must(apiextensionsv1.AddToScheme(Scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(Scheme))
 }
 

@@ -41,7 +41,7 @@ func (r *FeatureReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	next, wait := step(fr.Spec.DesiredState, st, now, r.Delay)
 	if next != st.State {
 		st.State = next
-		st.LastTransitionTime = &metav1.Time{Time: now}
+		st.LastTransitionTime = &metav1.MicroTime{Time: now}
 	}
 	if token := fr.Annotations[v1alpha1.RefreshRequestAnnotation]; token != "" && token != st.LastHandledRefreshAt {
 		st.AppliedState = st.State

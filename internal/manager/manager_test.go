@@ -356,8 +356,10 @@ func TestExistingClusterFollowsFeatureAndNodes(t *testing.T) {
 	waitEnv(t, "asm-1-27", "false", 2*time.Second)
 	t.Logf("old node joined → istiod env flipped in %s", time.Since(joined).Round(time.Millisecond))
 	waitEvent(t, "OldKubeletNodes", "aks-old-vmss000000")
-	c := waitCondition(t, v1alpha1.ConditionVersionsCompatible, metav1.ConditionFalse, "pool old")
-	if !strings.Contains(c.Message, "aks-old-vmss000000") || !strings.Contains(c.Message, "v1.28.9") {
+	// The node is created before its status (as a kubelet registers), so
+	// wait for the message that has its version.
+	c := waitCondition(t, v1alpha1.ConditionVersionsCompatible, metav1.ConditionFalse, "pool old has 1 node(s) on kubelet v1.28.9")
+	if !strings.Contains(c.Message, "aks-old-vmss000000") {
 		t.Errorf("VersionsCompatible does not name the node and version: %s", c.Message)
 	}
 	p := profile(t)

@@ -54,7 +54,8 @@ type ProfileReconciler struct {
 // +kubebuilder:rbac:groups=meshaddon.dev,resources=meshprofiles,verbs=get;list;watch
 // +kubebuilder:rbac:groups=meshaddon.dev,resources=meshprofiles/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// Events about the cluster-scoped MeshProfile land in namespace default.
+// +kubebuilder:rbac:groups="",namespace=default,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=apps,namespace=aks-istio-system,resources=deployments,verbs=get;list;watch;patch
 
 // Reconcile brings every revision's istiod in line with the decision.

@@ -31,6 +31,14 @@ type Spec struct {
 	PodStartDelay metav1.Duration `json:"podStartDelay"`
 	// APIServerPort is kube-apiserver's port on 127.0.0.1 (default: a free one).
 	APIServerPort int `json:"apiServerPort,omitempty"`
+	// Manager runs the add-on manager (default true); without it istiod
+	// keeps NativeSidecars as set.
+	Manager bool `json:"manager"`
+	// NewCluster creates the MeshProfile as a new cluster's (origin
+	// NewCluster) instead of an existing one's.
+	NewCluster bool `json:"newCluster"`
+	// Policy is the manager's version policy (default preview).
+	Policy string `json:"policy"`
 }
 
 // DefaultSpec is one pool of three nodes at the API server's version and the
@@ -41,6 +49,8 @@ func DefaultSpec() Spec {
 		Pools:          []nodepool.Spec{{Name: "system", Version: cache.KubernetesVersion, Count: 3}},
 		Revisions:      []string{DefaultRevision},
 		NativeSidecars: "false",
+		Manager:        true,
+		Policy:         meshversion.DefaultPolicy.Name,
 	}
 }
 
@@ -109,6 +119,9 @@ func (s *Spec) Validate() error {
 	if s.APIServerPort < 0 || s.APIServerPort > 65535 {
 		errs = append(errs, fmt.Errorf("API server port %d must be from 1 to 65535", s.APIServerPort))
 	}
+	if _, err := meshversion.LookupPolicy(s.Policy); err != nil {
+		errs = append(errs, err)
+	}
 	return kerrors.NewAggregate(errs)
 }
 
@@ -129,6 +142,15 @@ func (s Spec) Diff(other Spec) []string {
 	}
 	if s.APIServerPort != other.APIServerPort {
 		d = append(d, fmt.Sprintf("API server port %d, asked %d", s.APIServerPort, other.APIServerPort))
+	}
+	if s.Manager != other.Manager {
+		d = append(d, fmt.Sprintf("manager %t, asked %t", s.Manager, other.Manager))
+	}
+	if s.NewCluster != other.NewCluster {
+		d = append(d, fmt.Sprintf("new cluster %t, asked %t", s.NewCluster, other.NewCluster))
+	}
+	if s.Policy != other.Policy {
+		d = append(d, fmt.Sprintf("policy %s, asked %s", s.Policy, other.Policy))
 	}
 	return d
 }

@@ -19,10 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	kwokv1alpha1 "sigs.k8s.io/kwok/pkg/apis/v1alpha1"
 
+	kubeclients "github.com/meshaddon/meshaddon/internal/kube"
 	"github.com/meshaddon/meshaddon/internal/testbed/cache"
 	"github.com/meshaddon/meshaddon/internal/testbed/cluster"
 	"github.com/meshaddon/meshaddon/internal/testbed/mesh"
@@ -134,12 +134,32 @@ func (t *Testbed) Up(ctx context.Context, spec Spec) ([]string, error) {
 	if ranRunner {
 		changes = append(changes, "started the istiod runner")
 	}
+	addon, err := t.startAddon(ctx, clients.ctrl, spec)
+	changes = append(changes, addon...)
+	if err != nil {
+		return changes, fmt.Errorf("%w (manager log: %s)", err, t.manager().LogFile)
+	}
 	for _, rev := range spec.Revisions {
 		if err := WaitInjection(ctx, clients.kube, rev, 2*time.Minute); err != nil {
 			return changes, fmt.Errorf("%w (istiod log: %s)", err, filepath.Join(t.Cluster.Dir, "istiod"))
 		}
+		if err := waitAvailable(ctx, clients.kube, "istiod-"+rev, time.Minute); err != nil {
+			return changes, err
+		}
 	}
 	return changes, nil
+}
+
+// waitAvailable waits until the Deployment has an available replica.
+func waitAvailable(ctx context.Context, kube kubernetes.Interface, name string, timeout time.Duration) error {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		d, err := kube.AppsV1().Deployments(mesh.Namespace).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && d.Status.AvailableReplicas > 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("deployment %s/%s is not available after %s", mesh.Namespace, name, timeout)
+	}
+	return nil
 }
 
 type clients struct {
@@ -157,7 +177,7 @@ func (t *Testbed) clients() (*clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctrl, err := client.New(cfg, client.Options{Scheme: clientgoscheme.Scheme})
+	ctrl, err := client.New(cfg, client.Options{Scheme: kubeclients.Scheme})
 	if err != nil {
 		return nil, err
 	}
@@ -308,10 +328,17 @@ func (t *Testbed) Down(ctx context.Context) ([]string, error) {
 	if _, err := os.Stat(t.Cluster.Dir); err != nil {
 		return nil, nil
 	}
-	if err := t.runner().Stop(10 * time.Second); err != nil {
-		return done, err
-	} else {
-		done = append(done, "stopped the istiod runner")
+	for _, d := range []struct {
+		name   string
+		daemon proc.Daemon
+	}{{"the add-on manager", t.manager()}, {"the istiod runner", t.runner()}} {
+		_, running := d.daemon.PID()
+		if err := d.daemon.Stop(10 * time.Second); err != nil {
+			return done, err
+		}
+		if running {
+			done = append(done, "stopped "+d.name)
+		}
 	}
 	bins, err := t.Cache.Ensure(ctx, cache.Kwok)
 	if err != nil {
@@ -386,6 +413,10 @@ func (t *Testbed) Status(ctx context.Context) (*Status, error) {
 	}
 	pid, ok := t.runner().PID()
 	st.Components = append(st.Components, ComponentStatus{Name: "istiod-runner", PID: pid, Running: ok})
+	if spec.Manager {
+		pid, ok = t.manager().PID()
+		st.Components = append(st.Components, ComponentStatus{Name: "addon-manager", PID: pid, Running: ok})
+	}
 	st.Healthy = t.Cluster.Healthy(ctx)
 	if !st.Healthy {
 		return st, nil

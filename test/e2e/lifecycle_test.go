@@ -133,6 +133,10 @@ func TestBadInput(t *testing.T) {
 		{"bad revision", []string{"local", "up", "--name", "bad", "--revision", "istio-1.27"}, nil, "asm-1-NN"},
 		{"bad native sidecars", []string{"local", "up", "--name", "bad", "--native-sidecars", "maybe"}, nil, "want true, false or unset"},
 		{"bad cluster name", []string{"local", "up", "--name", "Bad_Name"}, nil, "invalid cluster name"},
+		{"unknown policy", []string{"local", "up", "--name", "bad", "--policy", "strict"}, nil, "want one of preview, ga"},
+		{"unknown feature", []string{"feature", "register", "--name", "IstioAmbientPreview"}, nil, "known features are IstioNativeSidecarModePreview"},
+		{"revision to enable not asm-1-NN", []string{"mesh", "enable", "--revision", "istio-1-27"}, nil, "asm-1-NN"},
+		{"manager with an unknown policy", []string{"manager", "--policy", "strict"}, nil, "want one of preview, ga"},
 		{"unknown cluster", []string{"local", "kubeconfig", "--name", "nosuch"}, nil, "does not exist"},
 		{"unwritable cache", []string{"local", "up", "--name", "bad"}, []string{"MESHADDON_CACHE=/proc/meshaddon-cache"}, "cannot be written"},
 	}

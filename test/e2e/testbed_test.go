@@ -4,7 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
+	"github.com/meshaddon/meshaddon/internal/testbed/proc"
 )
 
 const (
@@ -36,7 +41,9 @@ func TestTestbed(t *testing.T) {
 		"--pool", oldPool+"="+oldVersion+":1",
 		"--revision", "asm-1-26", "--revision", "asm-1-27",
 		"--native-sidecars", "false",
-		"--pod-start-delay", "2s")
+		"--pod-start-delay", "2s",
+		// These tests set istiod's env by hand; the manager would put it back.
+		"--manager=false")
 	ctx := context.Background()
 
 	t.Run("node pools have the versions asked for", func(t *testing.T) {
@@ -56,7 +63,7 @@ func TestTestbed(t *testing.T) {
 	t.Run("up again with the same settings changes nothing", func(t *testing.T) {
 		r := mustMeshaddon(t, "local", "up", "--name", "e2e",
 			"--pool", systemPool+"="+currentVersion+":2", "--pool", oldPool+"="+oldVersion+":1",
-			"--revision", "asm-1-26", "--revision", "asm-1-27", "--native-sidecars", "false", "--pod-start-delay", "2s")
+			"--revision", "asm-1-26", "--revision", "asm-1-27", "--native-sidecars", "false", "--pod-start-delay", "2s", "--manager=false")
 		if !strings.Contains(r.stdout, "nothing changed") {
 			t.Errorf("second up reported changes:\n%s", r.stdout)
 		}
@@ -260,6 +267,56 @@ func TestTestbed(t *testing.T) {
 		mustMeshaddon(t, "local", "nodepool", "delete", "up", "--name", "e2e")
 	})
 
+	t.Run("istiod's Deployment is available only while its process is healthy", func(t *testing.T) {
+		pid := istiodPID(t, "e2e", "istiod-asm-1-26")
+		w, err := kube.AppsV1().Deployments(istioNS).Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=istiod-asm-1-26"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Stop()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		var sawUnavailable bool
+		timeout := time.After(time.Minute)
+		for {
+			select {
+			case ev := <-w.ResultChan():
+				d, ok := ev.Object.(*appsv1.Deployment)
+				if !ok {
+					continue
+				}
+				if d.Status.AvailableReplicas == 0 {
+					sawUnavailable = true
+				} else if sawUnavailable {
+					if newPID := istiodPID(t, "e2e", "istiod-asm-1-26"); newPID == pid {
+						t.Errorf("istiod pid %d unchanged after it was killed", pid)
+					}
+					return // unavailable while dead, available again once restarted
+				}
+			case <-timeout:
+				t.Fatalf("after killing istiod: saw unavailable %t, never available again", sawUnavailable)
+			}
+		}
+	})
+
+	t.Run("up again restarts a killed runner and reports it", func(t *testing.T) {
+		data, err := os.ReadFile(filepath.Join(stateDir, "clusters", "e2e", "runner.pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		r := mustMeshaddon(t, "local", "up", "--name", "e2e",
+			"--pool", systemPool+"="+currentVersion+":2", "--pool", oldPool+"="+oldVersion+":1",
+			"--revision", "asm-1-26", "--revision", "asm-1-27", "--native-sidecars", "false", "--pod-start-delay", "2s", "--manager=false")
+		if !strings.Contains(r.stdout, "started the istiod runner") {
+			t.Errorf("up did not report restarting the runner:\n%s", r.stdout)
+		}
+	})
+
 	t.Run("status shows every component running", func(t *testing.T) {
 		var st struct {
 			Healthy    bool
@@ -293,6 +350,20 @@ func TestTestbed(t *testing.T) {
 			}
 		}
 	})
+}
+
+// istiodPID finds the pilot-discovery process the runner started for a
+// Deployment: its working directory is named after it.
+func istiodPID(t *testing.T, cluster, deployment string) int {
+	t.Helper()
+	for _, p := range proc.Find(filepath.Join(stateDir, "clusters", cluster)) {
+		cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", p.PID))
+		if strings.Contains(p.Command, "pilot-discovery") && filepath.Base(cwd) == deployment {
+			return p.PID
+		}
+	}
+	t.Fatalf("no istiod process for %s", deployment)
+	return 0
 }
 
 func listPools(t *testing.T, cluster string) []nodepool.Pool {

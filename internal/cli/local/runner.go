@@ -16,7 +16,7 @@ func newRunnerCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	var name string
 	cmd := &cobra.Command{
 		Use:    "runner",
-		Short:  "Run istiod for every istiod Deployment (started by `local up`)",
+		Short:  "Run istiod for every istiod Deployment and install enabled revisions (started by `local up`)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -39,6 +39,9 @@ func newRunnerCommand(streams genericiooptions.IOStreams) *cobra.Command {
 				WorkDir:        filepath.Join(tb.Cluster.Dir, "istiod"),
 			}
 			fmt.Fprintf(streams.ErrOut, "istiod runner for cluster %q\n", name)
+			// The runner also plays the platform installing istiod for a
+			// revision enabled in the MeshProfile (meshaddon mesh enable).
+			go tb.InstallEnabledRevisions(cmd.Context(), bins)
 			return r.Run(cmd.Context())
 		},
 	}

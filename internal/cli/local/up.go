@@ -2,6 +2,7 @@ package local
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -9,6 +10,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
+	"github.com/meshaddon/meshaddon/internal/meshversion"
 	"github.com/meshaddon/meshaddon/internal/testbed"
 	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
 )
@@ -23,6 +25,9 @@ type UpOptions struct {
 	NativeSidecars string
 	PodStartDelay  time.Duration
 	APIServerPort  int
+	Manager        bool
+	NewCluster     bool
+	Policy         string
 
 	spec testbed.Spec
 }
@@ -57,12 +62,15 @@ to ~/.kube/config: use the kubeconfig file it prints.`,
 		},
 	}
 	addNameFlag(cmd, &o.Name)
-	cmd.Flags().StringVar(&o.ConfigFile, "config", "", "YAML file with the same settings as the flags (name, pools, revisions, nativeSidecars, podStartDelay); flags given too win")
+	cmd.Flags().StringVar(&o.ConfigFile, "config", "", "YAML file with the same settings as the flags (name, pools, revisions, nativeSidecars, podStartDelay, manager, newCluster, policy); flags given too win")
 	cmd.Flags().StringArrayVar(&o.Pools, "pool", nil, fmt.Sprintf("Node pool NAME=VERSION:COUNT, repeatable (default %s)", def.Pools[0]))
 	cmd.Flags().StringArrayVar(&o.Revisions, "revision", nil, fmt.Sprintf("Mesh revision asm-1-NN to install, repeatable (default %s)", testbed.DefaultRevision))
 	cmd.Flags().StringVar(&o.NativeSidecars, "native-sidecars", def.NativeSidecars, "Initial ENABLE_NATIVE_SIDECARS of every istiod: true, false or unset")
 	cmd.Flags().IntVar(&o.APIServerPort, "apiserver-port", 0, "kube-apiserver port on 127.0.0.1 (default: a free port)")
 	cmd.Flags().DurationVar(&o.PodStartDelay, "pod-start-delay", 0, "How long after binding a pod becomes Ready")
+	cmd.Flags().BoolVar(&o.Manager, "manager", def.Manager, "Run the add-on manager; --manager=false leaves istiod as --native-sidecars set it")
+	cmd.Flags().BoolVar(&o.NewCluster, "new-cluster", false, "Set the mesh up as a new cluster's: native sidecars from the start when the versions qualify")
+	cmd.Flags().StringVar(&o.Policy, "policy", def.Policy, "The manager's version policy: "+strings.Join(meshversion.PolicyNames(), " or "))
 	return cmd
 }
 
@@ -98,6 +106,15 @@ func (o *UpOptions) Complete(cmd *cobra.Command) error {
 	}
 	if f.Changed("apiserver-port") {
 		o.spec.APIServerPort = o.APIServerPort
+	}
+	if f.Changed("manager") {
+		o.spec.Manager = o.Manager
+	}
+	if f.Changed("new-cluster") {
+		o.spec.NewCluster = o.NewCluster
+	}
+	if f.Changed("policy") {
+		o.spec.Policy = o.Policy
 	}
 	if f.Changed("pod-start-delay") {
 		o.spec.PodStartDelay = metav1.Duration{Duration: o.PodStartDelay}

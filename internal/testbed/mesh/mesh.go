@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshaddon/meshaddon/internal/testbed/proc"
 )
 
 // Namespace is where the add-on's control plane lives.
@@ -65,22 +66,11 @@ func ParsePorts(s string) (Ports, error) {
 
 // FreePorts picks unused loopback ports.
 func FreePorts() (Ports, error) {
-	var ports [6]int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for i := range ports {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return Ports{}, fmt.Errorf("find a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+	p, err := proc.FreePorts(6)
+	if err != nil {
+		return Ports{}, err
 	}
-	return Ports{ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]}, nil
+	return Ports{p[0], p[1], p[2], p[3], p[4], p[5]}, nil
 }
 
 // Render runs istioctl to produce the control-plane manifests of revision.

@@ -7,6 +7,7 @@ package proc
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,4 +164,24 @@ func KillAll(ps []Process) error {
 		}
 	}
 	return kerrors.NewAggregate(errs)
+}
+
+// FreePorts finds n distinct free TCP ports on 127.0.0.1.
+func FreePorts(n int) ([]int, error) {
+	ports := make([]int, n)
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
 }

@@ -1,0 +1,203 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/config"
+	"github.com/meshaddon/meshaddon/internal/testbed/cache"
+	"github.com/meshaddon/meshaddon/internal/testbed/mesh"
+	"github.com/meshaddon/meshaddon/internal/testbed/proc"
+)
+
+// ManagerDaemon is the name of the add-on manager's pid and log files.
+const ManagerDaemon = "manager"
+
+// ManagerNamespace holds the manager's leader election lease, as in config/.
+const ManagerNamespace = "meshaddon-system"
+
+// FeatureDelay is how long a feature takes to register on the test bed.
+const FeatureDelay = 3 * time.Second
+
+// InstallCRDs creates or updates the meshaddon.dev CRDs and waits until the
+// API server serves them.
+func InstallCRDs(ctx context.Context, cl client.Client) error {
+	files, err := fs.Glob(config.CRDs, "crd/bases/*.yaml")
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		data, err := config.CRDs.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		if err := yaml.Unmarshal(data, crd); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		crd.TypeMeta = metav1.TypeMeta{APIVersion: "apiextensions.k8s.io/v1", Kind: "CustomResourceDefinition"}
+		if err := cl.Patch(ctx, crd, client.Apply, client.FieldOwner("meshaddon-testbed"), client.ForceOwnership); err != nil {
+			return fmt.Errorf("install CRD %s: %w", crd.Name, err)
+		}
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			if err := cl.Get(ctx, client.ObjectKeyFromObject(crd), crd); err != nil {
+				return false, nil
+			}
+			for _, c := range crd.Status.Conditions {
+				if c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return fmt.Errorf("CRD %s is not established: %w", crd.Name, err)
+		}
+	}
+	return nil
+}
+
+// ensureProfile creates the MeshProfile if it is missing; it reports whether
+// it created one. An existing profile is left alone: it is the operator's.
+func ensureProfile(ctx context.Context, cl client.Client, spec Spec) (bool, error) {
+	origin := v1alpha1.OriginExistingCluster
+	if spec.NewCluster {
+		origin = v1alpha1.OriginNewCluster
+	}
+	p := &v1alpha1.MeshProfile{
+		ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.MeshProfileName},
+		Spec:       v1alpha1.MeshProfileSpec{Revisions: spec.Revisions, NativeSidecarMode: "Auto", Origin: origin},
+	}
+	err := cl.Create(ctx, p)
+	if apierrors.IsAlreadyExists(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("create the MeshProfile: %w", err)
+	}
+	return true, nil
+}
+
+// manager is the add-on manager's daemon; args are its flags when starting.
+func (t *Testbed) manager(args ...string) proc.Daemon {
+	return proc.Daemon{
+		PIDFile: t.Cluster.PIDFile(ManagerDaemon),
+		LogFile: filepath.Join(t.Cluster.LogDir(), ManagerDaemon+".log"),
+		Args:    append([]string{t.Self, "manager"}, args...),
+	}
+}
+
+// startAddon installs the API, the profile and the manager; it returns what
+// it changed.
+func (t *Testbed) startAddon(ctx context.Context, cl client.Client, spec Spec) ([]string, error) {
+	var changes []string
+	if err := InstallCRDs(ctx, cl); err != nil {
+		return nil, err
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ManagerNamespace}}
+	if err := cl.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("create namespace %s: %w", ManagerNamespace, err)
+	}
+	created, err := ensureProfile(ctx, cl, spec)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		kind := "an existing cluster's"
+		if spec.NewCluster {
+			kind = "a new cluster's"
+		}
+		changes = append(changes, "created the MeshProfile as "+kind)
+	}
+	if !spec.Manager {
+		return changes, nil
+	}
+	ports, err := proc.FreePorts(2)
+	if err != nil {
+		return changes, err
+	}
+	started, err := t.manager(
+		"--kubeconfig", t.Cluster.KubeconfigPath(),
+		"--policy", spec.Policy,
+		"--feature-registration-delay", FeatureDelay.String(),
+		"--leader-election-namespace", ManagerNamespace,
+		"--leader-election-lease-duration", "6s",
+		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(ports[0]),
+		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(ports[1]),
+	).Start()
+	if err != nil {
+		return changes, err
+	}
+	if started {
+		changes = append(changes, fmt.Sprintf("started the add-on manager (metrics 127.0.0.1:%d, probes 127.0.0.1:%d)", ports[0], ports[1]))
+	}
+	return changes, waitReconciled(ctx, cl, 60*time.Second)
+}
+
+// waitReconciled waits until the manager has acted on the profile's current
+// generation.
+func waitReconciled(ctx context.Context, cl client.Client, timeout time.Duration) error {
+	var p v1alpha1.MeshProfile
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		if err := cl.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshProfileName}, &p); err != nil {
+			return false, nil
+		}
+		return p.Status.ObservedGeneration == p.Generation && meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReconciled) != nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the add-on manager did not reconcile the MeshProfile within %s", timeout)
+	}
+	return nil
+}
+
+// InstallEnabledRevisions plays the platform's part of `mesh enable`: every
+// second it installs each revision the MeshProfile lists that has no istiod
+// yet, as `local up` does. It runs inside the runner daemon until ctx ends.
+func (t *Testbed) InstallEnabledRevisions(ctx context.Context, bins cache.Binaries) {
+	var spec Spec
+	if err := t.Cluster.LoadSpec(&spec); err != nil {
+		t.printf("installing enabled revisions is off: %v", err)
+		return
+	}
+	cl, err := t.clients()
+	if err != nil {
+		t.printf("installing enabled revisions is off: %v", err)
+		return
+	}
+	_ = wait.PollUntilContextCancel(ctx, time.Second, true, func(ctx context.Context) (bool, error) {
+		var p v1alpha1.MeshProfile
+		if err := cl.ctrl.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshProfileName}, &p); err != nil {
+			return false, nil
+		}
+		var missing []string
+		for _, rev := range p.Spec.Revisions {
+			if _, err := cl.kube.AppsV1().Deployments(mesh.Namespace).Get(ctx, "istiod-"+rev, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+				missing = append(missing, rev)
+			}
+		}
+		if len(missing) > 0 {
+			changes, err := t.InstallRevisions(ctx, bins, missing, spec.NativeSidecars)
+			for _, c := range changes {
+				t.printf("%s (enabled in the MeshProfile)", c)
+			}
+			if err != nil {
+				t.printf("install %v: %v", missing, err)
+			}
+		}
+		return false, nil
+	})
+}
