@@ -5,7 +5,7 @@ BIN     := bin/meshaddon
 # bed's binaries (about 10 minutes on 2 cores), hence the long timeout.
 TEST_TIMEOUT ?= 75m
 
-.PHONY: build demo test unit e2e vet fmt clean generate
+.PHONY: build demo test unit e2e vet fmt clean generate bench
 
 build:
 	$(GO) build -o $(BIN) ./cmd/meshaddon
@@ -26,6 +26,13 @@ vet:
 
 clean:
 	rm -rf bin
+
+# Benchmarks of the test bed and the add-on manager (bench/): they measure,
+# print `RESULT name=value unit` lines and append to bench/out/results.md.
+# Skipped by `go test ./...` unless MESHADDON_BENCH=1. The 5,000-node manager
+# benchmark takes a while; the cold build runs only with MESHADDON_BENCH_COLD=1.
+bench:
+	MESHADDON_BENCH=1 $(GO) test -count=1 -timeout 60m -v ./bench/
 
 # controller-gen writes the deepcopy functions and the CRDs from api/.
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.19.0
