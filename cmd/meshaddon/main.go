@@ -25,7 +25,9 @@ func main() {
 	err := cmd.ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
+		if !errors.Is(err, exitcode.ErrReported) {
+			fmt.Fprintln(os.Stderr, "error:", err)
+		}
 		var ec *exitcode.Error
 		if errors.As(err, &ec) {
 			os.Exit(ec.Code)

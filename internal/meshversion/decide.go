@@ -259,3 +259,14 @@ func ParseEnv(value string, present bool) (inj Injection, set bool, err error) {
 	}
 	return Classic, true, nil
 }
+
+// CheckGate runs the gate called name alone (as precheck does, one gate per
+// line); ok is false and reason "UnknownGate" for a name not in Gates.
+func CheckGate(name string, p Policy, f Facts, r Revision) (ok bool, reason, message string) {
+	for _, g := range Gates {
+		if g.Name == name {
+			return g.Check(p, f, r)
+		}
+	}
+	return false, "UnknownGate", "no gate named " + name
+}

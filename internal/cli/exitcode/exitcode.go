@@ -2,6 +2,8 @@
 // commands decide their exit status and only main calls os.Exit.
 package exitcode
 
+import "errors"
+
 // Exit codes shared by every command.
 const (
 	// Failure is a failed check or operation.
@@ -29,3 +31,7 @@ func Wrap(code int, err error) error {
 	}
 	return &Error{Code: code, Err: err}
 }
+
+// ErrReported marks a failure the command has already printed (a failed
+// check in a report); main exits with its code and prints nothing more.
+var ErrReported = errors.New("failure already reported")

@@ -52,3 +52,52 @@ func Table(w io.Writer, headers []string, rows [][]string) error {
 	}
 	return tw.Flush()
 }
+
+// StreamTable prints a table page by page as kubectl's columns look, without
+// holding the rows: each column is as wide as the widest cell seen so far,
+// so columns only grow as pages arrive.
+type StreamTable struct {
+	W         io.Writer
+	Headers   []string
+	NoHeaders bool
+
+	widths  []int
+	started bool
+}
+
+// Page prints rows, and the headers before the first page.
+func (s *StreamTable) Page(rows [][]string) error {
+	if s.widths == nil {
+		s.widths = make([]int, len(s.Headers))
+		for i, h := range s.Headers {
+			s.widths[i] = len(h)
+		}
+	}
+	for _, r := range rows {
+		for i, c := range r {
+			if i < len(s.widths) && len(c) > s.widths[i] {
+				s.widths[i] = len(c)
+			}
+		}
+	}
+	var b strings.Builder
+	if !s.started && !s.NoHeaders {
+		s.line(&b, s.Headers)
+	}
+	s.started = true
+	for _, r := range rows {
+		s.line(&b, r)
+	}
+	_, err := io.WriteString(s.W, b.String())
+	return err
+}
+
+func (s *StreamTable) line(b *strings.Builder, cells []string) {
+	for i, c := range cells {
+		b.WriteString(c)
+		if i < len(cells)-1 {
+			b.WriteString(strings.Repeat(" ", s.widths[i]-len(c)+3))
+		}
+	}
+	b.WriteByte('\n')
+}

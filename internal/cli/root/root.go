@@ -12,8 +12,10 @@ import (
 	"github.com/meshaddon/meshaddon/internal/cli/local"
 	"github.com/meshaddon/meshaddon/internal/cli/manager"
 	"github.com/meshaddon/meshaddon/internal/cli/mesh"
+	"github.com/meshaddon/meshaddon/internal/cli/precheck"
 	"github.com/meshaddon/meshaddon/internal/cli/provider"
 	"github.com/meshaddon/meshaddon/internal/cli/reconcile"
+	"github.com/meshaddon/meshaddon/internal/cli/status"
 	"github.com/meshaddon/meshaddon/internal/cli/version"
 )
 
@@ -47,6 +49,8 @@ istiod) so every step can be tried on this machine.`,
 		provider.NewCommand(flags, streams),
 		mesh.NewCommand(flags, streams),
 		reconcile.NewCommand(flags, streams),
+		precheck.NewCommand(flags, streams),
+		status.NewCommand(flags, streams),
 		manager.NewCommand(flags, streams),
 		local.NewCommand(streams),
 	)

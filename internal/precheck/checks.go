@@ -1,0 +1,455 @@
+package precheck
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	authv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/inventory"
+	"github.com/meshaddon/meshaddon/internal/meshversion"
+)
+
+// Checks is every check, in the order printed within its group. Adding a
+// check is adding a row here.
+var Checks = []Check{
+	{"Feature", "feature registered", checkFeature},
+	{"Control plane", "API server version", checkAPIServer},
+	{"Node pools", "pools", checkPools},
+	{"Node pools", "node versions", checkNodeVersions},
+	{"Mesh", "revisions", checkRevisions},
+	{"Mesh", "istiod available", checkIstiodAvailable},
+	{"Mesh", "injection webhooks", checkWebhooks},
+	{"Mesh", "istio-injection label", checkInjectionLabel},
+	{"Injection", "ENABLE_NATIVE_SIDECARS", checkInjection},
+	{"Workloads", "pods by mode", checkPodModes},
+	{"Workloads", "per-pod overrides", checkOverrides},
+	{"Workloads", "jobs with classic sidecars", checkJobs},
+	{"Workloads", "other pod webhooks", checkOtherWebhooks},
+	{"Permissions", "access for migrate", checkPermissions},
+}
+
+// maxListed keeps lists in messages short on big clusters.
+const maxListed = 5
+
+func listSome(items []string) string {
+	if len(items) <= maxListed {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:maxListed], ", "), len(items)-maxListed)
+}
+
+func one(s Status, msg, hint string) []Result { return []Result{{Status: s, Message: msg, Hint: hint}} }
+
+func checkFeature(ctx context.Context, e *Env) ([]Result, error) {
+	pol := e.ActivePolicy(ctx)
+	if pol.FeatureFlag == "" {
+		return one(Skip, fmt.Sprintf("policy %s needs no feature flag", pol.Name), ""), nil
+	}
+	p, err := e.Profile(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p != nil && p.Status.CreatedQualifying != nil && *p.Status.CreatedQualifying {
+		return one(Skip, "the cluster was created qualifying (a new cluster): no feature flag needed", ""), nil
+	}
+	fr, err := e.Feature(ctx, pol.FeatureFlag)
+	if err != nil {
+		return nil, err
+	}
+	name := pol.FeatureFlag
+	switch {
+	case fr != nil && fr.Status.AppliedState == v1alpha1.StateRegistered:
+		return one(OK, name+" is registered and the provider refreshed", ""), nil
+	case fr != nil && fr.Status.State == v1alpha1.StateRegistered:
+		return one(Fail, name+" is Registered but the provider was not refreshed since", "run: meshaddon provider register"), nil
+	case fr != nil && fr.Status.State == v1alpha1.StateRegistering:
+		return one(Fail, name+" is still Registering", "wait until `meshaddon feature show --name "+name+"` shows Registered, then run: meshaddon provider register"), nil
+	}
+	return one(Fail, name+" is not registered", "run: meshaddon feature register --name "+name+"; wait for Registered; then meshaddon provider register"), nil
+}
+
+// facts are the decision's inputs as far as precheck knows them.
+func facts(ctx context.Context, e *Env) (meshversion.Facts, error) {
+	v, err := e.ServerVersion(ctx)
+	if err != nil {
+		return meshversion.Facts{}, err
+	}
+	nodes, err := e.Nodes(ctx)
+	if err != nil {
+		return meshversion.Facts{}, err
+	}
+	return meshversion.Facts{APIServerVersion: v, Nodes: nodes}, nil
+}
+
+func checkAPIServer(ctx context.Context, e *Env) ([]Result, error) {
+	f, err := facts(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	pol := e.ActivePolicy(ctx)
+	ok, _, msg := meshversion.CheckGate("api-server", pol, f, meshversion.Revision{})
+	if ok {
+		return one(OK, fmt.Sprintf("%s (%s or newer)", msg, meshversion.MinorString(pol.MinKubernetes)), ""), nil
+	}
+	return one(Fail, msg, "upgrade the control plane first, then every node pool"), nil
+}
+
+func checkPools(ctx context.Context, e *Env) ([]Result, error) {
+	nodes, err := e.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pools := meshversion.SummarizePools(nodes)
+	if len(pools) == 0 {
+		return one(Warn, "the cluster has no nodes", "native sidecars need nodes on a supported kubelet; add a node pool"), nil
+	}
+	var out []Result
+	for _, p := range pools {
+		msg := fmt.Sprintf("pool %s: %d node(s), %d Ready, kubelet %s, %s", p.Name, p.Nodes, p.Ready, strings.Join(p.KubeletVersions, ","), strings.ToLower(p.PowerState))
+		switch {
+		case p.PowerState == meshversion.PowerStopped:
+			out = append(out, Result{Status: Warn, Message: msg, Hint: "the document asks for every pool's power state to be running: start pool " + p.Name})
+		case len(p.KubeletVersions) > 1:
+			out = append(out, Result{Status: Warn, Message: msg + " (mixed versions: an upgrade in progress?)", Hint: "let the upgrade of pool " + p.Name + " finish before enabling native sidecars"})
+		default:
+			out = append(out, Result{Status: OK, Message: msg})
+		}
+	}
+	return out, nil
+}
+
+func checkNodeVersions(ctx context.Context, e *Env) ([]Result, error) {
+	f, err := facts(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	pol := e.ActivePolicy(ctx)
+	ok, _, msg := meshversion.CheckGate("nodes", pol, f, meshversion.Revision{})
+	if ok {
+		return one(OK, msg, ""), nil
+	}
+	res := Result{Status: Fail, Message: msg, Hint: "a native sidecar on an older kubelet hangs in Init: upgrade those pools (native sidecars need every node on " + meshversion.MinorString(pol.MinKubernetes) + "+)"}
+	old := pol.OldNodes(f.Nodes)
+	pools := make([]string, 0, len(old))
+	for p := range old {
+		pools = append(pools, p)
+	}
+	sort.Strings(pools)
+	for _, p := range pools {
+		var names []string
+		for _, n := range old[p] {
+			names = append(names, n.Name+" ("+orUnknown(n.KubeletVersion)+")")
+		}
+		sort.Strings(names)
+		res.Details = append(res.Details, "pool "+p+": "+strings.Join(names, ", "))
+	}
+	return []Result{res}, nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func checkRevisions(ctx context.Context, e *Env) ([]Result, error) {
+	revs, err := e.Revisions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(revs) == 0 {
+		return one(Fail, "no mesh revision is installed", "enable the mesh: meshaddon mesh enable --revision asm-1-27"), nil
+	}
+	pol := e.ActivePolicy(ctx)
+	var out []Result
+	for _, rev := range revs {
+		r, err := meshversion.ParseRevision(rev)
+		if err != nil {
+			out = append(out, Result{Status: Fail, Message: err.Error()})
+			continue
+		}
+		ok, _, msg := meshversion.CheckGate("revision", pol, meshversion.Facts{}, r)
+		if ok {
+			out = append(out, Result{Status: OK, Message: msg})
+		} else {
+			out = append(out, Result{Status: Fail, Message: msg, Hint: "upgrade the mesh with a canary revision, then remove the old one"})
+		}
+	}
+	return out, nil
+}
+
+func checkIstiodAvailable(ctx context.Context, e *Env) ([]Result, error) {
+	revs, err := e.Revisions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := e.Istiods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Result
+	for _, rev := range revs {
+		d := ds[rev]
+		switch {
+		case d == nil:
+			out = append(out, Result{Status: Fail, Message: fmt.Sprintf("istiod for %s is not installed in %s", rev, e.MeshNamespace), Hint: "re-enable the revision: meshaddon mesh enable --revision " + rev})
+		case d.Status.AvailableReplicas == 0:
+			out = append(out, Result{Status: Fail, Message: fmt.Sprintf("%s has no available replica", d.Name), Hint: "kubectl -n " + e.MeshNamespace + " describe deployment " + d.Name})
+		default:
+			out = append(out, Result{Status: OK, Message: fmt.Sprintf("%s is available (%d/%d)", d.Name, d.Status.AvailableReplicas, d.Status.Replicas)})
+		}
+	}
+	return out, nil
+}
+
+// podWebhooks are the webhooks of c that mutate pods on create.
+func podWebhooks(c admissionv1.MutatingWebhookConfiguration) []admissionv1.MutatingWebhook {
+	var out []admissionv1.MutatingWebhook
+	for _, w := range c.Webhooks {
+		for _, r := range w.Rules {
+			if hasAny(r.Resources, "pods", "*") && hasAny(opStrings(r.Operations), "CREATE", "*") {
+				out = append(out, w)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func opStrings(ops []admissionv1.OperationType) []string {
+	out := make([]string, len(ops))
+	for i, o := range ops {
+		out[i] = string(o)
+	}
+	return out
+}
+
+func hasAny(list []string, want ...string) bool {
+	for _, l := range list {
+		for _, w := range want {
+			if l == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func checkWebhooks(ctx context.Context, e *Env) ([]Result, error) {
+	revs, err := e.Revisions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	whs, err := e.Webhooks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Result
+	for _, rev := range revs {
+		var found *admissionv1.MutatingWebhookConfiguration
+		for i := range whs {
+			if whs[i].Labels[inventory.RevisionLabel] == rev && len(podWebhooks(whs[i])) > 0 {
+				found = &whs[i]
+			}
+		}
+		if found == nil {
+			out = append(out, Result{Status: Fail, Message: "no injection webhook for " + rev, Hint: "istiod " + rev + " cannot inject; reinstall the revision"})
+			continue
+		}
+		var missing []string
+		for _, w := range found.Webhooks {
+			if len(w.ClientConfig.CABundle) == 0 {
+				missing = append(missing, w.Name)
+			}
+		}
+		if len(missing) > 0 {
+			out = append(out, Result{Status: Fail, Message: fmt.Sprintf("webhook %s has no caBundle on %s", found.Name, listSome(missing)), Hint: "istiod writes it when it starts: check that istiod " + rev + " runs"})
+			continue
+		}
+		out = append(out, Result{Status: OK, Message: fmt.Sprintf("webhook %s is present with a caBundle", found.Name)})
+	}
+	return out, nil
+}
+
+func checkInjectionLabel(ctx context.Context, e *Env) ([]Result, error) {
+	nss, err := e.Namespaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var labelled []string
+	for _, ns := range nss {
+		if ns.Labels["istio-injection"] == "enabled" {
+			labelled = append(labelled, ns.Name)
+		}
+	}
+	if len(labelled) == 0 {
+		return one(OK, "no namespace uses the istio-injection=enabled label", ""), nil
+	}
+	return one(Warn, fmt.Sprintf("%d namespace(s) labelled istio-injection=enabled, which the add-on ignores: %s", len(labelled), listSome(labelled)),
+		"label them istio.io/rev=<revision> instead, and remove istio-injection"), nil
+}
+
+func checkInjection(ctx context.Context, e *Env) ([]Result, error) {
+	revs, err := e.Revisions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := e.Istiods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := e.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Result
+	for _, rev := range revs {
+		d := ds[rev]
+		if d == nil {
+			continue
+		}
+		value, present := "", false
+		for _, c := range d.Spec.Template.Spec.Containers {
+			for _, env := range c.Env {
+				if env.Name == "ENABLE_NATIVE_SIDECARS" {
+					value, present = env.Value, true
+				}
+			}
+		}
+		inj, set, err := meshversion.ParseEnv(value, present)
+		switch {
+		case err != nil:
+			out = append(out, Result{Status: Fail, Message: fmt.Sprintf("%s: %v", d.Name, err), Hint: "set it to true or false, or let the add-on manager set it (meshaddon reconcile)"})
+		case !set:
+			resolved := meshversion.ResolveUnset(nodes)
+			out = append(out, Result{Status: Warn,
+				Message: fmt.Sprintf("%s: ENABLE_NATIVE_SIDECARS is unset, so Istio decides: native only if every node's kubelet is %s+; on this cluster it resolves to %s", d.Name, meshversion.MinorString(meshversion.IstioAutoMinKubelet), resolved),
+				Hint:    "the add-on manager sets it explicitly; run: meshaddon reconcile"})
+		case inj == meshversion.Native:
+			out = append(out, Result{Status: OK, Message: fmt.Sprintf("%s: ENABLE_NATIVE_SIDECARS=%s: istiod injects native sidecars", d.Name, value)})
+		default:
+			out = append(out, Result{Status: Fail, Message: fmt.Sprintf("%s: ENABLE_NATIVE_SIDECARS=%s: istiod injects classic sidecars", d.Name, value),
+				Hint: "once the checks above pass the add-on manager turns it on; to force it now: meshaddon reconcile (kubectl get meshprofile default -o yaml says why it is off)"})
+		}
+	}
+	return out, nil
+}
+
+func checkPodModes(ctx context.Context, e *Env) ([]Result, error) {
+	pf, err := e.Pods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(pf.ByRevision) == 0 {
+		return one(OK, "no injected pods yet", ""), nil
+	}
+	revs := make([]string, 0, len(pf.ByRevision))
+	for r := range pf.ByRevision {
+		revs = append(revs, r)
+	}
+	sort.Strings(revs)
+	var out []Result
+	for _, r := range revs {
+		m := pf.ByRevision[r]
+		msg := fmt.Sprintf("%s: %d native, %d classic", orUnknown(r), m[inventory.Native], m[inventory.Classic])
+		if m[inventory.Classic] > 0 {
+			out = append(out, Result{Status: Warn, Message: msg, Hint: "restart classic workloads once istiod injects native: meshaddon migrate (list them: meshaddon status -A --workloads --mode classic)"})
+		} else {
+			out = append(out, Result{Status: OK, Message: msg})
+		}
+	}
+	return out, nil
+}
+
+func checkOverrides(ctx context.Context, e *Env) ([]Result, error) {
+	pf, err := e.Pods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(pf.Overrides) == 0 {
+		return one(OK, "no pod overrides the mode with sidecar.istio.io/nativeSidecar", ""), nil
+	}
+	return one(Warn, fmt.Sprintf("%d pod(s) override the mode with sidecar.istio.io/nativeSidecar: %s", len(pf.Overrides), listSome(pf.Overrides)),
+		"these keep their own mode whatever istiod does; remove the annotation to follow the mesh"), nil
+}
+
+func checkJobs(ctx context.Context, e *Env) ([]Result, error) {
+	pf, err := e.Pods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var jobs []string
+	for _, w := range pf.Workloads {
+		if (w.Kind == "Job" || w.Kind == "CronJob") && w.Classic > 0 {
+			jobs = append(jobs, w.Namespace+"/"+w.String())
+		}
+	}
+	if len(jobs) == 0 {
+		return one(OK, "no Job or CronJob runs with classic sidecars", ""), nil
+	}
+	return one(Warn, fmt.Sprintf("%d Job(s)/CronJob(s) run classic sidecars, which keep their pods from completing: %s", len(jobs), listSome(jobs)),
+		"native mode fixes them: CronJobs pick it up at their next run; recreate Jobs after istiod injects native"), nil
+}
+
+func checkOtherWebhooks(ctx context.Context, e *Env) ([]Result, error) {
+	whs, err := e.Webhooks(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var others []string
+	for _, c := range whs {
+		if _, istio := c.Labels[inventory.RevisionLabel]; istio || strings.HasPrefix(c.Name, "istio-") {
+			continue
+		}
+		for _, w := range podWebhooks(c) {
+			others = append(others, c.Name+"/"+w.Name)
+		}
+	}
+	if len(others) == 0 {
+		return one(OK, "no other mutating webhook acts on pods", ""), nil
+	}
+	return one(Warn, fmt.Sprintf("other mutating webhooks act on pods and may strip restartPolicy from init containers: %s", listSome(others)),
+		"check that they keep initContainers[].restartPolicy, or a native istio-proxy becomes a blocking init container"), nil
+}
+
+// migrateNeeds are the permissions `meshaddon migrate` uses.
+var migrateNeeds = []authv1.ResourceAttributes{
+	{Verb: "list", Resource: "pods"},
+	{Verb: "watch", Resource: "pods"},
+	{Verb: "list", Group: "apps", Resource: "replicasets"},
+	{Verb: "patch", Group: "apps", Resource: "deployments"},
+	{Verb: "patch", Group: "apps", Resource: "statefulsets"},
+	{Verb: "patch", Group: "apps", Resource: "daemonsets"},
+	{Verb: "list", Group: "batch", Resource: "jobs"},
+	{Verb: "get", Resource: "namespaces"},
+}
+
+func checkPermissions(ctx context.Context, e *Env) ([]Result, error) {
+	var missing []string
+	for _, ra := range migrateNeeds {
+		ra := ra
+		review := &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &ra}}
+		got, err := e.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			return nil, err
+		}
+		if !got.Status.Allowed {
+			res := ra.Resource
+			if ra.Group != "" {
+				res += "." + ra.Group
+			}
+			missing = append(missing, ra.Verb+" "+res)
+		}
+	}
+	if len(missing) > 0 {
+		return one(Fail, "you cannot "+strings.Join(missing, ", ")+" in every namespace", "meshaddon migrate needs them; ask for a role that grants them"), nil
+	}
+	return one(OK, "you can list and watch pods and restart Deployments, StatefulSets and DaemonSets", ""), nil
+}

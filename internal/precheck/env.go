@@ -1,0 +1,235 @@
+package precheck
+
+import (
+	"context"
+	"sort"
+	"sync"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/inventory"
+	"github.com/meshaddon/meshaddon/internal/meshversion"
+)
+
+// Env reads the cluster's facts once, on first use, for every check.
+type Env struct {
+	Kube          kubernetes.Interface
+	Client        client.Client
+	MeshNamespace string
+	// Policy is the version policy when the cluster has no MeshProfile
+	// saying which one its manager uses.
+	Policy meshversion.Policy
+
+	once sync.Map // name → *onceValue
+}
+
+type onceValue struct {
+	once sync.Once
+	v    any
+	err  error
+}
+
+// load runs fn once per name and caches its value or error.
+func load[T any](e *Env, name string, fn func() (T, error)) (T, error) {
+	ov, _ := e.once.LoadOrStore(name, &onceValue{})
+	o := ov.(*onceValue)
+	o.once.Do(func() { o.v, o.err = fn() })
+	v, _ := o.v.(T)
+	return v, o.err
+}
+
+// ServerVersion is the API server's gitVersion.
+func (e *Env) ServerVersion(ctx context.Context) (string, error) {
+	return load(e, "version", func() (string, error) {
+		v, err := e.Kube.Discovery().ServerVersion()
+		if err != nil {
+			return "", err
+		}
+		return v.GitVersion, nil
+	})
+}
+
+// Profile is the MeshProfile, or nil on a cluster without the add-on.
+func (e *Env) Profile(ctx context.Context) (*v1alpha1.MeshProfile, error) {
+	return load(e, "profile", func() (*v1alpha1.MeshProfile, error) {
+		var p v1alpha1.MeshProfile
+		err := e.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshProfileName}, &p)
+		if meta404(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &p, nil
+	})
+}
+
+// meta404 is true when the object or the meshaddon.dev API is not there.
+func meta404(err error) bool {
+	return err != nil && (apierrors.IsNotFound(err) || meta.IsNoMatchError(err))
+}
+
+// ActivePolicy is the policy the cluster's manager reports, else e.Policy.
+func (e *Env) ActivePolicy(ctx context.Context) meshversion.Policy {
+	if p, _ := e.Profile(ctx); p != nil && p.Status.Policy != "" {
+		if pol, err := meshversion.LookupPolicy(p.Status.Policy); err == nil {
+			return pol
+		}
+	}
+	return e.Policy
+}
+
+// Feature is the FeatureRegistration of name, or nil.
+func (e *Env) Feature(ctx context.Context, name string) (*v1alpha1.FeatureRegistration, error) {
+	return load(e, "feature/"+name, func() (*v1alpha1.FeatureRegistration, error) {
+		var fr v1alpha1.FeatureRegistration
+		err := e.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.FeatureObjectName(name)}, &fr)
+		if meta404(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &fr, nil
+	})
+}
+
+// Nodes lists every node, in pages.
+func (e *Env) Nodes(ctx context.Context) ([]meshversion.Node, error) {
+	return load(e, "nodes", func() ([]meshversion.Node, error) {
+		var out []meshversion.Node
+		opts := metav1.ListOptions{Limit: 1000}
+		for {
+			list, err := e.Kube.CoreV1().Nodes().List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			for i := range list.Items {
+				n := &list.Items[i]
+				ready := false
+				for _, c := range n.Status.Conditions {
+					if c.Type == corev1.NodeReady {
+						ready = c.Status == corev1.ConditionTrue
+					}
+				}
+				out = append(out, meshversion.Node{Name: n.Name, Pool: meshversion.PoolOf(n.Labels), KubeletVersion: n.Status.NodeInfo.KubeletVersion, Ready: ready})
+			}
+			if list.Continue == "" {
+				return out, nil
+			}
+			opts.Continue = list.Continue
+		}
+	})
+}
+
+// Istiods are the istiod Deployments, by revision.
+func (e *Env) Istiods(ctx context.Context) (map[string]*appsv1.Deployment, error) {
+	return load(e, "istiods", func() (map[string]*appsv1.Deployment, error) {
+		list, err := e.Kube.AppsV1().Deployments(e.MeshNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=istiod"})
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]*appsv1.Deployment{}
+		for i := range list.Items {
+			d := &list.Items[i]
+			out[d.Labels[inventory.RevisionLabel]] = d
+		}
+		return out, nil
+	})
+}
+
+// Revisions are the MeshProfile's revisions, or the installed istiods'.
+func (e *Env) Revisions(ctx context.Context) ([]string, error) {
+	p, err := e.Profile(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p != nil && len(p.Spec.Revisions) > 0 {
+		return p.Spec.Revisions, nil
+	}
+	ds, err := e.Istiods(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var revs []string
+	for r := range ds {
+		revs = append(revs, r)
+	}
+	sort.Strings(revs)
+	return revs, nil
+}
+
+// Webhooks are every mutating webhook configuration.
+func (e *Env) Webhooks(ctx context.Context) ([]admissionv1.MutatingWebhookConfiguration, error) {
+	return load(e, "webhooks", func() ([]admissionv1.MutatingWebhookConfiguration, error) {
+		list, err := e.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return list.Items, nil
+	})
+}
+
+// Namespaces lists namespaces' names and labels.
+func (e *Env) Namespaces(ctx context.Context) ([]corev1.Namespace, error) {
+	return load(e, "namespaces", func() ([]corev1.Namespace, error) {
+		list, err := e.Kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return list.Items, nil
+	})
+}
+
+// PodFacts is what one pass over every pod tells.
+type PodFacts struct {
+	// ByRevision counts pods per injecting revision and mode.
+	ByRevision map[string]map[inventory.Mode]int
+	// Overrides are pods with sidecar.istio.io/nativeSidecar, as ns/name=value.
+	Overrides []string
+	// Workloads are the owning workloads with their counts.
+	Workloads []inventory.WorkloadSummary
+}
+
+// Pods reads every pod once, in pages, keeping only counts.
+func (e *Env) Pods(ctx context.Context) (*PodFacts, error) {
+	return load(e, "pods", func() (*PodFacts, error) {
+		f := &PodFacts{ByRevision: map[string]map[inventory.Mode]int{}}
+		sum := inventory.NewSummarizer()
+		err := inventory.EachPage(ctx, e.Kube, inventory.ListOptions{PageSize: 1000}, func(rows []inventory.Pod) error {
+			sum.Add(rows)
+			for _, r := range rows {
+				if r.Mode == inventory.None {
+					continue
+				}
+				m := f.ByRevision[r.Revision]
+				if m == nil {
+					m = map[inventory.Mode]int{}
+					f.ByRevision[r.Revision] = m
+				}
+				m[r.Mode]++
+				if r.Override != "" {
+					f.Overrides = append(f.Overrides, r.Namespace+"/"+r.Name+"="+r.Override)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		jobs, err := inventory.JobOwners(ctx, e.Kube, "")
+		if err != nil {
+			return nil, err
+		}
+		f.Workloads = sum.Workloads(jobs)
+		return f, nil
+	})
+}

@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// precheckReport is the part of `precheck -o json` the tests read.
+type precheckReport struct {
+	Success bool
+	Groups  []struct {
+		Name   string
+		Checks []struct {
+			Name    string
+			Results []struct {
+				Status, Message, Hint string
+				Details               []string
+			}
+		}
+	}
+}
+
+func runPrecheck(t *testing.T, cluster string) (precheckReport, result) {
+	t.Helper()
+	r := meshaddon(t, "precheck", "-o", "json", "--kubeconfig", kubeconfigOf(t, cluster))
+	var rep precheckReport
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("precheck -o json: %v\n%s", err, r)
+	}
+	return rep, r
+}
+
+// resultsOf returns "status: message" lines of one check.
+func resultsOf(rep precheckReport, check string) []string {
+	var out []string
+	for _, g := range rep.Groups {
+		for _, c := range g.Checks {
+			if c.Name == check {
+				for _, r := range c.Results {
+					out = append(out, r.Status+": "+r.Message+" "+strings.Join(r.Details, " "))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// TestPrecheckAndStatus: precheck on a cluster with a 1.28 pool fails naming
+// it, passes after the upgrade; status classifies every kind of pod as
+// kubectl's own columns show them.
+func TestPrecheckAndStatus(t *testing.T) {
+	const cluster = "checks"
+	kc := upCluster(t, cluster, "--pool", "system="+currentVersion+":2", "--pool", oldPool+"="+oldVersion+":1", "--revision", "asm-1-27")
+	kcfg := kubeconfigOf(t, cluster)
+
+	t.Run("fails on a 1.28 pool, naming pool and nodes", func(t *testing.T) {
+		mustMeshaddon(t, "feature", "register", "--kubeconfig", kcfg)
+		waitFor(t, 30*time.Second, "feature Registered", func(context.Context) (bool, string) {
+			r := mustMeshaddon(t, "feature", "show", "-o", "table", "--kubeconfig", kcfg)
+			return strings.Contains(r.stdout, " Registered "), r.stdout
+		})
+		mustMeshaddon(t, "provider", "register", "--kubeconfig", kcfg)
+		// istiod still injects classic here: a pod for the status test.
+		createNamespace(t, kc, "mix", "asm-1-27")
+		createPod(t, kc, "mix", "classic", "", nil)
+		rep, r := runPrecheck(t, cluster)
+		if r.code != 1 || rep.Success {
+			t.Fatalf("precheck with a 1.28 pool: exit %d, success %v", r.code, rep.Success)
+		}
+		old := poolNodes(t, kc, oldPool)[0]
+		got := strings.Join(resultsOf(rep, "node versions"), "\n")
+		if !strings.HasPrefix(got, "fail:") || !strings.Contains(got, "pool old") || !strings.Contains(got, old) || !strings.Contains(got, oldVersion) {
+			t.Errorf("node versions check: %s", got)
+		}
+		if got := resultsOf(rep, "feature registered"); len(got) != 1 || !strings.HasPrefix(got[0], "ok:") {
+			t.Errorf("feature check after register and refresh: %v", got)
+		}
+		// The text form says the same, linkerd-style.
+		text := meshaddon(t, "precheck", "--kubeconfig", kcfg)
+		for _, want := range []string{"Node pools\n----------", "× pool old has 1 node(s) on kubelet " + oldVersion, "    see: ", "Status check results are ×"} {
+			if !strings.Contains(text.stdout, want) {
+				t.Errorf("precheck text lacks %q:\n%s", want, text.stdout)
+			}
+		}
+	})
+
+	t.Run("passes after the pool is upgraded", func(t *testing.T) {
+		mustMeshaddon(t, "local", "nodepool", "upgrade", oldPool, "--name", cluster, "--version", currentVersion)
+		waitEnvByDocument(t, cluster, "true", time.Minute)
+		waitDeploymentAvailable(t, kc, istioNS, "istiod-asm-1-27")
+		rep, r := runPrecheck(t, cluster)
+		if r.code != 0 || !rep.Success {
+			t.Fatalf("precheck after the upgrade: %s", r)
+		}
+		if got := strings.Join(resultsOf(rep, "ENABLE_NATIVE_SIDECARS"), "\n"); !strings.Contains(got, "ok: istiod-asm-1-27: ENABLE_NATIVE_SIDECARS=true") {
+			t.Errorf("injection check: %s", got)
+		}
+	})
+
+	t.Run("status classifies native, classic, overridden and uninjected pods as kubectl shows them", func(t *testing.T) {
+		ns := "mix"
+		// istiod injects native now.
+		createPod(t, kc, ns, "native", "", nil)
+		createPod(t, kc, ns, "overridden", "", map[string]string{nativeAnnot: "false"})
+		createPod(t, kc, ns, "plain", "", map[string]string{"sidecar.istio.io/inject": "false"})
+		want := map[string]string{"classic": "classic", "native": "native", "overridden": "classic", "plain": "none"}
+
+		r := mustMeshaddon(t, "status", "-n", ns, "--kubeconfig", kcfg)
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if !strings.HasPrefix(lines[0], "NAME") || !strings.Contains(lines[0], "MODE") {
+			t.Fatalf("status header: %q", lines[0])
+		}
+		ours := map[string][]string{}
+		for _, l := range lines[1:] {
+			f := strings.Fields(l)
+			ours[f[0]] = f
+			if f[3] != want[f[0]] {
+				t.Errorf("pod %s: mode %s, want %s (%s)", f[0], f[3], want[f[0]], l)
+			}
+		}
+		k := mustMeshaddon(t, "local", "kubectl", "--name", cluster, "--", "get", "pod", "-n", ns, "-o",
+			"custom-columns=NAME:.metadata.name,INIT:.spec.initContainers[*].name,CONTAINERS:.spec.containers[*].name", "--no-headers")
+		kl := strings.Split(strings.TrimSpace(k.stdout), "\n")
+		if len(kl) != len(lines)-1 {
+			t.Fatalf("kubectl shows %d pods, status %d", len(kl), len(lines)-1)
+		}
+		for _, l := range kl {
+			f := strings.Fields(l)
+			o := ours[f[0]]
+			if o == nil || o[1] != f[1] || o[2] != f[2] {
+				t.Errorf("kubectl: %v, status: %v", f, o)
+			}
+		}
+		if o := ours["plain"]; o == nil || o[1] != "<none>" {
+			t.Errorf("an uninjected pod without init containers shows %v, want <none>", o)
+		}
+
+		r = mustMeshaddon(t, "status", "-A", "--mode", "native", "--workloads", "-o", "json", "--kubeconfig", kcfg)
+		var ws []struct {
+			Kind, Namespace, Name string
+			Native, Classic, None int
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &ws); err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, w := range ws {
+			if w.Namespace == ns && w.Kind == "Pod" && w.Name == "native" && w.Native == 1 {
+				found = true
+			}
+			if w.Native == 0 {
+				t.Errorf("--mode native kept %+v", w)
+			}
+		}
+		if !found {
+			t.Errorf("--workloads lacks the bare pod mix/native: %s", r.stdout)
+		}
+	})
+
+	t.Run("bad input is a clear usage error", func(t *testing.T) {
+		for _, c := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"status", "-o", "xml"}, "unknown output format"},
+			{[]string{"status", "-l", "app in (a"}, "invalid selector"},
+			{[]string{"status", "-n", "nosuch"}, `namespace "nosuch" does not exist`},
+			{[]string{"status", "--mode", "half"}, "want native, classic or none"},
+			{[]string{"precheck", "-o", "xml"}, "unknown output format"},
+		} {
+			r := meshaddon(t, append(c.args, "--kubeconfig", kcfg)...)
+			if r.code != 2 || !strings.Contains(r.stderr, c.want) {
+				t.Errorf("%v: want exit 2 with %q, got %s", c.args, c.want, r)
+			}
+		}
+	})
+
+	t.Run("an unreachable API server is exit 2 with one line", func(t *testing.T) {
+		data, err := os.ReadFile(kcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := filepath.Join(t.TempDir(), "kubeconfig")
+		cfg := string(data)
+		i := strings.Index(cfg, "server: ")
+		j := strings.Index(cfg[i:], "\n")
+		cfg = cfg[:i] + "server: https://127.0.0.1:1" + cfg[i+j:]
+		if err := os.WriteFile(dead, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := meshaddon(t, "precheck", "--kubeconfig", dead)
+		if r.code != 2 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || !strings.Contains(r.stderr, "cannot reach the cluster") || strings.Contains(r.stderr, "goroutine") {
+			t.Errorf("unreachable: %s", r)
+		}
+	})
+}
+
+// TestPrecheckInjectionSettings: unset, false and true each reported right.
+func TestPrecheckInjectionSettings(t *testing.T) {
+	const cluster = "unset"
+	kc := upCluster(t, cluster, "--pool", "system="+currentVersion+":1", "--revision", "asm-1-27", "--native-sidecars", "unset", "--manager=false")
+	check := func(want string) {
+		t.Helper()
+		rep, _ := runPrecheck(t, cluster)
+		if got := strings.Join(resultsOf(rep, "ENABLE_NATIVE_SIDECARS"), "\n"); !strings.Contains(got, want) {
+			t.Errorf("want %q, got %s", want, got)
+		}
+	}
+	check("warn: istiod-asm-1-27: ENABLE_NATIVE_SIDECARS is unset, so Istio decides: native only if every node's kubelet is 1.33+; on this cluster it resolves to native")
+	setIstiodEnv(t, kc, "istiod-asm-1-27", "false")
+	check("fail: istiod-asm-1-27: ENABLE_NATIVE_SIDECARS=false: istiod injects classic sidecars")
+	setIstiodEnv(t, kc, "istiod-asm-1-27", "true")
+	check("ok: istiod-asm-1-27: ENABLE_NATIVE_SIDECARS=true")
+}
