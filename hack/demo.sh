@@ -19,14 +19,20 @@ check_istiod() {
   fi
 }
 
-step "Bring up an existing cluster: 3 nodes on 1.34, istiod asm-1-27, the add-on manager"
-$M local up
+step "Bring up an existing cluster: 3 nodes on 1.34, one old pool on 1.28, istiod asm-1-27, the add-on manager"
+$M local up --pool system=v1.34.4:3 --pool legacy=v1.28.9:1
 export KUBECONFIG=$($M local kubeconfig)
 
 step "Deploy the sample (sleep + httpbin) into a namespace labelled istio.io/rev=asm-1-27"
 $M local sample
 k -n sample rollout status deployment/sleep --timeout=120s
 k -n sample get pod -o "$columns"
+
+step "meshaddon status: the same view with how each pod was injected"
+$M status -n sample
+
+step "meshaddon precheck: every check of the document at once (fails: no feature, an old pool)"
+$M precheck || echo "(precheck failed, as expected: exit $?)"
 
 step "Check istiod: the feature is not registered yet, so the manager keeps classic sidecars"
 check_istiod
@@ -42,6 +48,12 @@ $M feature show --name IstioNativeSidecarModePreview
 step "Before you begin 3: refresh the provider registration (az provider register)"
 $M provider register
 
+step "precheck again: the feature passes; the 1.28 pool still fails"
+$M precheck || echo "(precheck failed, as expected: exit $?)"
+
+step "Upgrade the old pool to 1.34 (node by node); the manager turns native on by itself"
+$M local nodepool upgrade legacy --version v1.34.4
+
 step "Force the reconcile instead of waiting (az aks update)"
 $M reconcile
 
@@ -55,6 +67,10 @@ k -n sample rollout status deployment/httpbin --timeout=120s
 
 step "Where is istio-proxy? (the document's verification command)"
 k -n sample get pod -o "$columns"
+
+step "meshaddon status after the restart, and precheck passing"
+$M status -n sample
+$M precheck
 
 step "Local cluster status"
 $M local status
