@@ -12,6 +12,7 @@ import (
 	"github.com/meshaddon/meshaddon/internal/cli/local"
 	"github.com/meshaddon/meshaddon/internal/cli/manager"
 	"github.com/meshaddon/meshaddon/internal/cli/mesh"
+	"github.com/meshaddon/meshaddon/internal/cli/migrate"
 	"github.com/meshaddon/meshaddon/internal/cli/precheck"
 	"github.com/meshaddon/meshaddon/internal/cli/provider"
 	"github.com/meshaddon/meshaddon/internal/cli/reconcile"
@@ -50,6 +51,7 @@ istiod) so every step can be tried on this machine.`,
 		mesh.NewCommand(flags, streams),
 		reconcile.NewCommand(flags, streams),
 		precheck.NewCommand(flags, streams),
+		migrate.NewCommand(flags, streams),
 		status.NewCommand(flags, streams),
 		manager.NewCommand(flags, streams),
 		local.NewCommand(streams),

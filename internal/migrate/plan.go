@@ -1,0 +1,226 @@
+// Package migrate restarts every workload whose pods still carry classic
+// sidecars once their revision's istiod injects native ones: in waves, with
+// kubectl's restart mechanism, waiting on watches, verifying the new pods,
+// and resumable after any interruption.
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshaddon/meshaddon/internal/inventory"
+	"github.com/meshaddon/meshaddon/internal/meshversion"
+)
+
+// Kinds migrate restarts; the others are reported.
+var restartable = map[string]bool{"Deployment": true, "StatefulSet": true, "DaemonSet": true}
+
+// Item is one workload in the plan.
+type Item struct {
+	inventory.WorkloadSummary
+	// Action is restart, or report for what migrate does not restart.
+	Action string `json:"action"`
+	// Advice says what to do with a reported workload.
+	Advice string `json:"advice,omitempty"`
+}
+
+// Actions of a plan item.
+const (
+	ActionRestart = "restart"
+	ActionReport  = "report"
+)
+
+// Plan is what migrate will do, in order.
+type Plan struct {
+	Items []Item `json:"items"`
+	// NativeRevisions are the revisions whose istiod injects native now.
+	NativeRevisions []string `json:"nativeRevisions"`
+}
+
+// Restarts counts the workloads to restart.
+func (p *Plan) Restarts() int {
+	n := 0
+	for _, it := range p.Items {
+		if it.Action == ActionRestart {
+			n++
+		}
+	}
+	return n
+}
+
+// Scope limits which pods are considered, as kubectl's -n/-A/-l do.
+type Scope struct {
+	Namespace     string // "" for all
+	Selector      string
+	MeshNamespace string
+	// NamespaceOrder puts these namespaces first, in this order.
+	NamespaceOrder []string
+}
+
+// never lists namespaces migrate never touches.
+var never = map[string]bool{"kube-system": true, "kube-public": true, "kube-node-lease": true}
+
+// BuildPlan finds the workloads with classic pods whose revision's istiod
+// now injects native, in namespaces that are in the mesh.
+func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Plan, error) {
+	native, err := NativeRevisions(ctx, kube, scope.MeshNamespace)
+	if err != nil {
+		return nil, err
+	}
+	meshNS, err := meshNamespaces(ctx, kube)
+	if err != nil {
+		return nil, err
+	}
+	sum := inventory.NewSummarizer()
+	err = inventory.EachPage(ctx, kube, inventory.ListOptions{Namespace: scope.Namespace, Selector: scope.Selector, PageSize: 500}, func(rows []inventory.Pod) error {
+		kept := rows[:0]
+		for _, r := range rows {
+			// Only classic pods injected by a revision that is native now,
+			// and not pinned to classic by the per-pod annotation.
+			if r.Mode != inventory.Classic || !native[r.Revision] || r.Override == "false" {
+				continue
+			}
+			if never[r.Namespace] || r.Namespace == scope.MeshNamespace || !meshNS[r.Namespace] {
+				continue
+			}
+			kept = append(kept, r)
+		}
+		sum.Add(kept)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list pods: %w", err)
+	}
+	jobs, err := inventory.JobOwners(ctx, kube, scope.Namespace)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	p := &Plan{}
+	for r := range native {
+		p.NativeRevisions = append(p.NativeRevisions, r)
+	}
+	sort.Strings(p.NativeRevisions)
+	for _, w := range sum.Workloads(jobs) {
+		it := Item{WorkloadSummary: w, Action: ActionRestart}
+		if !restartable[w.Kind] {
+			it.Action, it.Advice = ActionReport, advice(w.Workload)
+		}
+		p.Items = append(p.Items, it)
+	}
+	order := map[string]int{}
+	for i, ns := range scope.NamespaceOrder {
+		order[ns] = i + 1
+	}
+	sort.SliceStable(p.Items, func(i, j int) bool {
+		a, b := order[p.Items[i].Namespace], order[p.Items[j].Namespace]
+		if a == 0 {
+			a = len(order) + 1
+		}
+		if b == 0 {
+			b = len(order) + 1
+		}
+		return a < b
+	})
+	return p, nil
+}
+
+func advice(w inventory.Workload) string {
+	switch w.Kind {
+	case "CronJob":
+		return "its next run gets native sidecars; nothing to do"
+	case "Job":
+		return fmt.Sprintf("a Job's pods are not restarted: when it is done, recreate it (kubectl -n %s get job %s -o yaml) to run with native sidecars", w.Namespace, w.Name)
+	case "Pod":
+		return fmt.Sprintf("a bare pod cannot be restarted: delete and recreate it (kubectl -n %s get pod %s -o yaml > pod.yaml; kubectl delete -f pod.yaml; kubectl create -f pod.yaml)", w.Namespace, w.Name)
+	}
+	return fmt.Sprintf("%s is not restarted by migrate: recreate its pods yourself", w.Kind)
+}
+
+// NativeRevisions tells, for each installed revision, whether its istiod
+// injects native sidecars now (an unset value resolves as Istio does).
+func NativeRevisions(ctx context.Context, kube kubernetes.Interface, meshNamespace string) (map[string]bool, error) {
+	deps, err := kube.AppsV1().Deployments(meshNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=istiod"})
+	if err != nil {
+		return nil, fmt.Errorf("list istiod Deployments in %s: %w", meshNamespace, err)
+	}
+	out := map[string]bool{}
+	var nodes []meshversion.Node
+	nodesRead := false
+	for _, d := range deps.Items {
+		rev := d.Labels[inventory.RevisionLabel]
+		value, present := "", false
+		for _, c := range d.Spec.Template.Spec.Containers {
+			for _, e := range c.Env {
+				if e.Name == "ENABLE_NATIVE_SIDECARS" {
+					value, present = e.Value, true
+				}
+			}
+		}
+		inj, set, err := meshversion.ParseEnv(value, present)
+		if err != nil {
+			return nil, fmt.Errorf("istiod %s: %w", d.Name, err)
+		}
+		if !set {
+			if !nodesRead {
+				if nodes, err = listNodes(ctx, kube); err != nil {
+					return nil, err
+				}
+				nodesRead = true
+			}
+			inj = meshversion.ResolveUnset(nodes)
+		}
+		out[rev] = inj == meshversion.Native
+	}
+	return out, nil
+}
+
+func listNodes(ctx context.Context, kube kubernetes.Interface) ([]meshversion.Node, error) {
+	var out []meshversion.Node
+	opts := metav1.ListOptions{Limit: 1000}
+	for {
+		list, err := kube.CoreV1().Nodes().List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range list.Items {
+			out = append(out, meshversion.Node{Name: n.Name, KubeletVersion: n.Status.NodeInfo.KubeletVersion})
+		}
+		if list.Continue == "" {
+			return out, nil
+		}
+		opts.Continue = list.Continue
+	}
+}
+
+// meshNamespaces are the namespaces labelled for a revision.
+func meshNamespaces(ctx context.Context, kube kubernetes.Interface) (map[string]bool, error) {
+	list, err := kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: inventory.RevisionLabel})
+	if err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	out := map[string]bool{}
+	for _, ns := range list.Items {
+		out[ns.Name] = true
+	}
+	return out, nil
+}
+
+// String prints the plan for --dry-run.
+func (p *Plan) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "revisions injecting native now: %s\n", strings.Join(p.NativeRevisions, ", "))
+	for _, it := range p.Items {
+		fmt.Fprintf(&b, "%s %s/%s/%s (%d classic pods)", it.Action, it.Namespace, it.Kind, it.Name, it.Classic)
+		if it.Advice != "" {
+			fmt.Fprintf(&b, ": %s", it.Advice)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
