@@ -223,4 +223,3 @@ func (p *Plan) String() string {
 	}
 	return b.String()
 }
-

@@ -39,11 +39,11 @@ const (
 
 // Outcomes of one workload.
 const (
-	Migrated   = "migrated"   // restarted and its new pods are native
-	Resumed    = "resumed"    // an earlier run restarted it; this one saw it through
-	Failed     = "failed"     // see Message
-	Skipped    = "skipped"    // nothing to wait on (OnDelete, zero replicas): see Message
-	Reported   = "reported"   // not restartable by migrate: see the plan's advice
+	Migrated   = "migrated"    // restarted and its new pods are native
+	Resumed    = "resumed"     // an earlier run restarted it; this one saw it through
+	Failed     = "failed"      // see Message
+	Skipped    = "skipped"     // nothing to wait on (OnDelete, zero replicas): see Message
+	Reported   = "reported"    // not restartable by migrate: see the plan's advice
 	NotStarted = "not started" // an earlier failure stopped the run
 )
 
