@@ -193,13 +193,14 @@ func (r *Runner) migrate(ctx context.Context, w inventory.Workload) Result {
 		return res
 	}
 	res.Outcome = Migrated
+	generation := wl.obj.GetGeneration()
 	stamp := wl.obj.GetAnnotations()[RestartAnnotation]
 	if stamp != "" && stamp == wl.template.Annotations[RestartedAtAnnotation] {
 		res.Outcome = Resumed // restarted by an earlier run: see it through
-	} else if err := r.restart(ctx, w); err != nil {
+	} else if generation, err = r.restart(ctx, w); err != nil {
 		return fail("restart %s: %v", w, err)
 	}
-	if msg, err := r.waitRollout(ctx, wl); err != nil {
+	if msg, err := r.waitRollout(ctx, wl, generation); err != nil {
 		return fail("%v%s", err, r.diagnose(ctx, w, wl))
 	} else if msg != "" {
 		res.Message = msg
@@ -215,8 +216,8 @@ func (r *Runner) migrate(ctx context.Context, w inventory.Workload) Result {
 }
 
 // restart patches both annotations at once, as `kubectl rollout restart`
-// does for the template.
-func (r *Runner) restart(ctx context.Context, w inventory.Workload) error {
+// does for the template, and returns the workload's new generation.
+func (r *Runner) restart(ctx context.Context, w inventory.Workload) (int64, error) {
 	now := time.Now().UTC().Format(time.RFC3339)
 	patch, err := json.Marshal(map[string]any{
 		"metadata": map[string]any{"annotations": map[string]string{RestartAnnotation: now}},
@@ -224,27 +225,36 @@ func (r *Runner) restart(ctx context.Context, w inventory.Workload) error {
 			"annotations": map[string]string{RestartedAtAnnotation: now}}}},
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	apps := r.Kube.AppsV1()
-	return retry.OnError(backoff, transient, func() error {
+	opts := metav1.PatchOptions{FieldManager: "meshaddon-migrate"}
+	var generation int64
+	err = retry.OnError(backoff, transient, func() error {
+		var obj metav1.Object
 		var err error
 		switch w.Kind {
 		case "Deployment":
-			_, err = apps.Deployments(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "meshaddon-migrate"})
+			obj, err = apps.Deployments(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, patch, opts)
 		case "StatefulSet":
-			_, err = apps.StatefulSets(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "meshaddon-migrate"})
+			obj, err = apps.StatefulSets(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, patch, opts)
 		case "DaemonSet":
-			_, err = apps.DaemonSets(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "meshaddon-migrate"})
+			obj, err = apps.DaemonSets(w.Namespace).Patch(ctx, w.Name, types.StrategicMergePatchType, patch, opts)
+		}
+		if err == nil {
+			generation = obj.GetGeneration()
 		}
 		return err
 	})
+	return generation, err
 }
 
-// waitRollout watches the workload until kubectl would call its rollout
-// done. It gives up when the rollout makes no progress for r.Timeout. The
-// informer behind it relists and rewatches if the connection drops.
-func (r *Runner) waitRollout(ctx context.Context, wl *workload) (string, error) {
+// waitRollout watches the workload until kubectl would call its rollout of
+// generation (or a later one) done. It gives up when the rollout makes no
+// progress for r.Timeout. The informer behind it relists and rewatches if
+// the connection drops; its first list may come from the API server's
+// cache, older than the restart, hence the generation.
+func (r *Runner) waitRollout(ctx context.Context, wl *workload, generation int64) (string, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var stalled atomic.Bool
@@ -256,7 +266,7 @@ func (r *Runner) waitRollout(ctx context.Context, wl *workload) (string, error) 
 			return false, errors.New("it was deleted during the restart")
 		}
 		obj, ok := ev.Object.(client.Object)
-		if !ok {
+		if !ok || obj.GetGeneration() < generation {
 			return false, nil
 		}
 		msg, done, err := rollout.Status(obj)

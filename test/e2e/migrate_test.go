@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -153,7 +156,7 @@ func TestMigrate(t *testing.T) {
 	onSystem := map[string]string{nodepool.PoolLabel: systemPool}
 
 	// Everything is created while istiod injects classic (an old pool, Auto).
-	for _, ns := range []string{"shop", "batch", "legacy"} {
+	for _, ns := range []string{"shop", "batch", "legacy", "outage"} {
 		createNamespace(t, kc, ns, "asm-1-27")
 	}
 	for i := 0; i < 30; i++ {
@@ -167,11 +170,14 @@ func TestMigrate(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		createDeployment(t, kc, "batch", fmt.Sprintf("worker-%d", i), 1, onSystem, nil)
 	}
+	for i := 0; i < 6; i++ {
+		createDeployment(t, kc, "outage", fmt.Sprintf("svc-%d", i), 1, onSystem, nil)
+	}
 	createDeployment(t, kc, "legacy", "pinned", 1, map[string]string{nodepool.PoolLabel: oldPool}, nil)
 	// kube-system is never touched, even if someone labelled it for the mesh.
 	mustMeshaddon(t, "local", "kubectl", "--name", cluster, "--", "label", "namespace", "kube-system", "istio.io/rev=asm-1-27")
 	createDeployment(t, kc, "kube-system", "system-tool", 1, onSystem, nil)
-	for _, ns := range []string{"shop", "batch", "legacy", "kube-system"} {
+	for _, ns := range []string{"shop", "batch", "legacy", "outage", "kube-system"} {
 		waitAllRolledOut(t, kc, ns)
 	}
 	if m := podModes(t, kc, "shop"); m[inventory.Native] != 0 || m[inventory.Classic] < 33 {
@@ -273,6 +279,46 @@ func TestMigrate(t *testing.T) {
 		}
 		if !strings.Contains(r.stdout, "resumed") && resumed > 0 {
 			t.Logf("no workload was mid-rollout at the kill (all %d restarted ones had finished)", resumed)
+		}
+	})
+
+	t.Run("the API server restarting during a run: migrate retries and finishes", func(t *testing.T) {
+		before := generations(t, kc, "outage")
+		cmd := exec.Command(meshaddonBin, "migrate", "-n", "outage", "--concurrency", "2", "--skip-precheck", "--kubeconfig", kcfg)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "a restart under way", func(context.Context) (bool, string) {
+			for w, g := range generations(t, kc, "outage") {
+				if g > before[w] {
+					return true, ""
+				}
+			}
+			return false, "none yet"
+		})
+		data, err := os.ReadFile(filepath.Join(stateDir, "clusters", cluster, "kwok", "clusters", cluster, "pids", "kube-apiserver.pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second) // an outage, not a blip
+		r := mustMeshaddon(t, "local", "up", "--name", cluster, "--pool", "system="+currentVersion+":3", "--pool", oldPool+"="+oldVersion+":1",
+			"--revision", "asm-1-27", "--pod-start-delay", "1s")
+		if !strings.Contains(r.stdout, "started the control plane") {
+			t.Errorf("local up did not restart the control plane:\n%s", r.stdout)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("migrate across the API server restart: %v\n%s", err, out.String())
+		}
+		kc := clientFor(t, cluster) // the restarted API server's address may differ
+		checkRestartedOnce(t, before, generations(t, kc, "outage"))
+		if m := podModes(t, kc, "outage"); m[inventory.Classic] != 0 {
+			t.Errorf("outage after migrate: %v", m)
 		}
 	})
 

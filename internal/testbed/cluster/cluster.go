@@ -213,7 +213,12 @@ func (c *Cluster) Start(ctx context.Context, bins cache.Binaries, apiserverPort 
 	defer log.Close()
 
 	if _, err := os.Stat(c.kwokClusterDir()); err == nil {
-		// Created before but not running (e.g. after a reboot): start it.
+		// Created before but not serving (after a reboot, or a component
+		// died): stop what is left so nothing holds its ports, then start
+		// every component again.
+		if err := c.kwokctl(ctx, bins, log, "stop", "cluster", "--name", c.Name); err != nil {
+			return false, err
+		}
 		if err := c.kwokctl(ctx, bins, log, "start", "cluster", "--name", c.Name, "--wait", "60s"); err != nil {
 			return false, err
 		}
