@@ -60,10 +60,9 @@ $M reconcile
 step "Check istiod for injecting native sidecars (the document's kubectl | jq)"
 check_istiod
 
-step "Restart workloads so istiod re-injects them"
-k -n sample rollout restart deployment
-k -n sample rollout status deployment/sleep --timeout=120s
-k -n sample rollout status deployment/httpbin --timeout=120s
+step "Restart workloads so istiod re-injects them: meshaddon migrate (the plan, then the run)"
+$M migrate -n sample --dry-run
+$M migrate -n sample
 
 step "Where is istio-proxy? (the document's verification command)"
 k -n sample get pod -o "$columns"
