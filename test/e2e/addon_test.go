@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,6 +203,38 @@ func TestAddon(t *testing.T) {
 		createDeployment(t, kc, "shop", "web", 2, nil, nil)
 		waitRollout(t, kc, "shop", "web")
 		checkPodsMode(t, kc, "shop", "web", false)
+	})
+
+	t.Run("the manager serves readiness and Prometheus metrics on loopback", func(t *testing.T) {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", managerPID(t, addonCluster)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		flags := map[string]string{}
+		args := strings.Split(string(cmdline), "\x00")
+		for i := 0; i+1 < len(args); i++ {
+			flags[args[i]] = args[i+1]
+		}
+		get := func(addr, path string) string {
+			resp, err := http.Get("http://" + addr + path)
+			if err != nil {
+				t.Fatalf("GET %s%s: %v", addr, path, err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("GET %s%s: %s", addr, path, resp.Status)
+			}
+			return string(body)
+		}
+		get(flags["--health-probe-bind-address"], "/readyz")
+		get(flags["--health-probe-bind-address"], "/healthz")
+		metrics := get(flags["--metrics-bind-address"], "/metrics")
+		for _, want := range []string{`meshaddon_revision_native_sidecars{revision="asm-1-27"} 0`, `meshaddon_profile_reconciles_total{result="success"}`, "controller_runtime_reconcile_total"} {
+			if !strings.Contains(metrics, want) {
+				t.Errorf("metrics lack %q", want)
+			}
+		}
 	})
 
 	t.Run("register, refresh, reconcile: istiod injects native and restarted pods are native", func(t *testing.T) {
