@@ -40,10 +40,10 @@ func (t Target) Validate() error {
 		missing = append(missing, "--subscription (or AZURE_SUBSCRIPTION_ID)")
 	}
 	if t.ResourceGroup == "" {
-		missing = append(missing, "--resource-group")
+		missing = append(missing, "--resource-group (or AZURE_RESOURCE_GROUP)")
 	}
 	if t.Cluster == "" {
-		missing = append(missing, "--cluster")
+		missing = append(missing, "--managed-cluster (or AZURE_AKS_CLUSTER)")
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("the aks provider needs %s", strings.Join(missing, ", "))

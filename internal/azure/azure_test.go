@@ -236,7 +236,7 @@ func TestErrorsSayWhatToDo(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.code, err, tc.want)
 		}
 	}
-	if err := (Target{Subscription: "s"}).Validate(); err == nil || !strings.Contains(err.Error(), "--resource-group, --cluster") {
+	if err := (Target{Subscription: "s"}).Validate(); err == nil || !strings.Contains(err.Error(), "--resource-group (or AZURE_RESOURCE_GROUP), --managed-cluster") {
 		t.Errorf("Validate: %v", err)
 	}
 }

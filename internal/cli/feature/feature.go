@@ -18,6 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/azure"
+	"github.com/meshaddon/meshaddon/internal/cli/aks"
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 	"github.com/meshaddon/meshaddon/internal/cli/output"
 	"github.com/meshaddon/meshaddon/internal/kube"
@@ -28,17 +30,7 @@ import (
 const ProviderNamespace = "Microsoft.ContainerService"
 
 // Feature is a feature as the platform's feature API shows it.
-type Feature struct {
-	ID         string     `json:"id"`
-	Name       string     `json:"name"`
-	Properties Properties `json:"properties"`
-	Type       string     `json:"type"`
-}
-
-// Properties hold the registration state.
-type Properties struct {
-	State string `json:"state"`
-}
+type Feature = azure.Feature
 
 // FromRegistration shapes a FeatureRegistration like the platform's answer.
 // A feature never asked for is NotRegistered.
@@ -47,12 +39,13 @@ func FromRegistration(name string, fr *v1alpha1.FeatureRegistration) Feature {
 	if fr != nil && fr.Status.State != "" {
 		state = fr.Status.State
 	}
-	return Feature{
-		ID:         fmt.Sprintf("/providers/Microsoft.Features/providers/%s/features/%s", ProviderNamespace, name),
-		Name:       ProviderNamespace + "/" + name,
-		Properties: Properties{State: state},
-		Type:       "Microsoft.Features/providers/features",
+	f := Feature{
+		ID:   fmt.Sprintf("/providers/Microsoft.Features/providers/%s/features/%s", ProviderNamespace, name),
+		Name: ProviderNamespace + "/" + name,
+		Type: "Microsoft.Features/providers/features",
 	}
+	f.Properties.State = state
+	return f
 }
 
 // NewCommand returns `meshaddon feature`.
@@ -97,6 +90,7 @@ func canonicalName(name string) (string, error) {
 
 func newChangeCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams, verb, desired string) *cobra.Command {
 	var name, format string
+	var az aks.Flags
 	cmd := &cobra.Command{
 		Use:     verb,
 		Short:   strings.ToUpper(verb[:1]) + verb[1:] + " a preview feature",
@@ -109,6 +103,23 @@ func newChangeCommand(flags *genericclioptions.ConfigFlags, streams genericioopt
 			}
 			if err := output.Validate(format, "json", "yaml", "table"); err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			if onAKS, err := az.AKS(); err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			} else if onAKS {
+				p, err := az.New()
+				if err != nil {
+					return exitcode.Wrap(exitcode.Usage, err)
+				}
+				change := p.RegisterFeature
+				if desired == v1alpha1.StateNotRegistered {
+					change = p.UnregisterFeature
+				}
+				f, err := change(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				return printFeatures(streams, format, []Feature{f}, []*v1alpha1.FeatureRegistration{nil})
 			}
 			c, err := kube.NewClients(flags)
 			if err != nil {
@@ -124,6 +135,7 @@ func newChangeCommand(flags *genericclioptions.ConfigFlags, streams genericioopt
 	}
 	addNameFlag(cmd, &name)
 	addOutputFlag(cmd, &format, "json")
+	az.Add(cmd)
 	return cmd
 }
 
@@ -165,6 +177,7 @@ func setDesired(ctx context.Context, cl client.Client, name, desired string) (*v
 
 func newShowCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	var name, format string
+	var az aks.Flags
 	cmd := &cobra.Command{
 		Use:   "show",
 		Short: "Show a feature's registration state",
@@ -178,6 +191,19 @@ func newShowCommand(flags *genericclioptions.ConfigFlags, streams genericiooptio
 			}
 			if err := output.Validate(format, "json", "yaml", "table"); err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			if onAKS, err := az.AKS(); err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			} else if onAKS {
+				p, err := az.New()
+				if err != nil {
+					return exitcode.Wrap(exitcode.Usage, err)
+				}
+				f, err := p.GetFeature(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				return printFeatures(streams, format, []Feature{f}, []*v1alpha1.FeatureRegistration{nil})
 			}
 			c, err := kube.NewClients(flags)
 			if err != nil {
@@ -195,6 +221,7 @@ func newShowCommand(flags *genericclioptions.ConfigFlags, streams genericiooptio
 	}
 	addNameFlag(cmd, &name)
 	addOutputFlag(cmd, &format, "json")
+	az.Add(cmd)
 	return cmd
 }
 

@@ -14,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/azure"
+	"github.com/meshaddon/meshaddon/internal/cli/aks"
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 	"github.com/meshaddon/meshaddon/internal/cli/output"
 	"github.com/meshaddon/meshaddon/internal/kube"
@@ -27,6 +29,7 @@ func NewCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.I
 		Args:  cobra.NoArgs,
 	}
 	var timeout time.Duration
+	var az aks.Flags
 	register := &cobra.Command{
 		Use:   "register",
 		Short: "Refresh the registration so that feature states take effect",
@@ -36,6 +39,20 @@ this command (the document's step 3).`,
 		Example: "  meshaddon provider register",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if onAKS, err := az.AKS(); err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			} else if onAKS {
+				p, err := az.New()
+				if err != nil {
+					return exitcode.Wrap(exitcode.Usage, err)
+				}
+				state, err := p.RegisterProvider(cmd.Context())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(streams.Out, "%s: %s\n", azure.ProviderNamespace, state)
+				return nil
+			}
 			c, err := kube.NewClients(flags)
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
@@ -56,6 +73,7 @@ this command (the document's step 3).`,
 		},
 	}
 	register.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "How long to wait for the manager to apply the refresh")
+	az.Add(register)
 	cmd.AddCommand(register)
 	return cmd
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/cli/aks"
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 	"github.com/meshaddon/meshaddon/internal/kube"
 	"github.com/meshaddon/meshaddon/internal/manager"
@@ -30,6 +32,7 @@ type Options struct {
 	genericiooptions.IOStreams
 	Timeout       time.Duration
 	MeshNamespace string
+	AKS           aks.Flags
 }
 
 // NewCommand returns `meshaddon reconcile`.
@@ -44,6 +47,11 @@ istiod Deployment runs with the decided ENABLE_NATIVE_SIDECARS. Prints what chan
 		Example: "  meshaddon reconcile --timeout 2m",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if onAKS, err := o.AKS.AKS(); err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			} else if onAKS {
+				return o.RunAKS(cmd.Context())
+			}
 			c, err := kube.NewClients(flags)
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
@@ -51,6 +59,7 @@ istiod Deployment runs with the decided ENABLE_NATIVE_SIDECARS. Prints what chan
 			return o.Run(cmd.Context(), c.Client)
 		},
 	}
+	o.AKS.Add(cmd)
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 2*time.Minute, "How long to wait for the manager and istiod")
 	cmd.Flags().StringVar(&o.MeshNamespace, "mesh-namespace", "aks-istio-system", "Namespace of the istiod Deployments")
 	return cmd
@@ -120,6 +129,29 @@ func (o *Options) Run(ctx context.Context, cl client.Client) error {
 		return err
 	}
 	Report(o.Out, before, &profile)
+	return nil
+}
+
+// RunAKS is the platform's forced reconcile, `az aks update`: a PUT of the
+// managed cluster as it is, waited on as a long-running operation.
+func (o *Options) RunAKS(ctx context.Context) error {
+	p, err := o.AKS.New()
+	if err != nil {
+		return exitcode.Wrap(exitcode.Usage, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	c, err := p.GetCluster(ctx)
+	if err != nil {
+		return err
+	}
+	if err := p.Update(ctx, c); err != nil {
+		if ctx.Err() != nil {
+			return exitcode.Wrap(exitcode.Timeout, fmt.Errorf("the update of %s did not finish within %s: %v", p.Cluster, o.Timeout, err))
+		}
+		return err
+	}
+	fmt.Fprintf(o.Out, "updated managed cluster %s: the platform reconciled the mesh (revisions %s); check istiod with meshaddon precheck\n", p.Cluster, strings.Join(c.Revisions, ", "))
 	return nil
 }
 
