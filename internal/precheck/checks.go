@@ -23,6 +23,7 @@ var Checks = []Check{
 	{"Node pools", "pools", checkPools},
 	{"Node pools", "node versions", checkNodeVersions},
 	{"Mesh", "revisions", checkRevisions},
+	{"Mesh", "revision compatibility", checkRevisionCompatibility},
 	{"Mesh", "istiod available", checkIstiodAvailable},
 	{"Mesh", "injection webhooks", checkWebhooks},
 	{"Mesh", "istio-injection label", checkInjectionLabel},
@@ -50,6 +51,19 @@ func checkFeature(ctx context.Context, e *Env) ([]Result, error) {
 	pol := e.ActivePolicy(ctx)
 	if pol.FeatureFlag == "" {
 		return one(Skip, fmt.Sprintf("policy %s needs no feature flag", pol.Name), ""), nil
+	}
+	if e.ARM != nil {
+		f, err := e.ARM.GetFeature(ctx, pol.FeatureFlag)
+		if err != nil {
+			return nil, err
+		}
+		switch f.Properties.State {
+		case "Registered":
+			return one(OK, pol.FeatureFlag+" is Registered in subscription "+e.ARM.Subscription, ""), nil
+		case "Registering":
+			return one(Fail, pol.FeatureFlag+" is still Registering", "wait until `meshaddon feature show --provider aks` shows Registered, then run: meshaddon provider register --provider aks"), nil
+		}
+		return one(Fail, pol.FeatureFlag+" is "+f.Properties.State, "run: meshaddon feature register --provider aks --name "+pol.FeatureFlag), nil
 	}
 	p, err := e.Profile(ctx)
 	if err != nil {
@@ -181,6 +195,30 @@ func checkRevisions(ctx context.Context, e *Env) ([]Result, error) {
 		} else {
 			out = append(out, Result{Status: Fail, Message: msg, Hint: "upgrade the mesh with a canary revision, then remove the old one"})
 		}
+	}
+	return out, nil
+}
+
+// checkRevisionCompatibility asks the platform's mesh revision profile
+// which Kubernetes versions each revision supports (ARM only).
+func checkRevisionCompatibility(ctx context.Context, e *Env) ([]Result, error) {
+	if e.ARM == nil {
+		return nil, nil
+	}
+	c, err := e.Managed(ctx)
+	if err != nil {
+		return nil, err
+	}
+	problems, err := e.ARM.RevisionCompatibility(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if len(problems) == 0 {
+		return one(OK, fmt.Sprintf("revisions %s support Kubernetes %s", strings.Join(c.Revisions, ", "), c.KubernetesVersion), ""), nil
+	}
+	var out []Result
+	for _, p := range problems {
+		out = append(out, Result{Status: Fail, Message: p, Hint: "upgrade the mesh to a revision that supports this Kubernetes version (az aks mesh get-upgrades)"})
 	}
 	return out, nil
 }

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/azure"
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
@@ -27,6 +28,10 @@ type Env struct {
 	// Policy is the version policy when the cluster has no MeshProfile
 	// saying which one its manager uses.
 	Policy meshversion.Policy
+	// ARM, when set, is the source of the Feature, Control plane, Node
+	// pools and Mesh facts (--provider aks); the cluster's API still
+	// answers for Injection and Workloads.
+	ARM *azure.Provider
 
 	once sync.Map // name → *onceValue
 }
@@ -46,8 +51,23 @@ func load[T any](e *Env, name string, fn func() (T, error)) (T, error) {
 	return v, o.err
 }
 
-// ServerVersion is the API server's gitVersion.
+// Managed is the managed cluster as ARM shows it (nil without ARM).
+func (e *Env) Managed(ctx context.Context) (*azure.Cluster, error) {
+	if e.ARM == nil {
+		return nil, nil
+	}
+	return load(e, "managed", func() (*azure.Cluster, error) { return e.ARM.GetCluster(ctx) })
+}
+
+// ServerVersion is the API server's gitVersion, or ARM's kubernetesVersion.
 func (e *Env) ServerVersion(ctx context.Context) (string, error) {
+	if e.ARM != nil {
+		c, err := e.Managed(ctx)
+		if err != nil {
+			return "", err
+		}
+		return c.KubernetesVersion, nil
+	}
 	return load(e, "version", func() (string, error) {
 		v, err := e.Kube.Discovery().ServerVersion()
 		if err != nil {
@@ -57,8 +77,12 @@ func (e *Env) ServerVersion(ctx context.Context) (string, error) {
 	})
 }
 
-// Profile is the MeshProfile, or nil on a cluster without the add-on.
+// Profile is the MeshProfile, or nil on a cluster without the add-on (or
+// with no cluster client, as when only ARM is asked).
 func (e *Env) Profile(ctx context.Context) (*v1alpha1.MeshProfile, error) {
+	if e.Client == nil {
+		return nil, nil
+	}
 	return load(e, "profile", func() (*v1alpha1.MeshProfile, error) {
 		var p v1alpha1.MeshProfile
 		err := e.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshProfileName}, &p)
@@ -102,8 +126,16 @@ func (e *Env) Feature(ctx context.Context, name string) (*v1alpha1.FeatureRegist
 	})
 }
 
-// Nodes lists every node, in pages.
+// Nodes lists every node, in pages; with ARM, each agent pool's nodes at
+// the pool's version.
 func (e *Env) Nodes(ctx context.Context) ([]meshversion.Node, error) {
+	if e.ARM != nil {
+		c, err := e.Managed(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return c.Nodes(), nil
+	}
 	return load(e, "nodes", func() ([]meshversion.Node, error) {
 		var out []meshversion.Node
 		opts := metav1.ListOptions{Limit: 1000}
@@ -146,8 +178,16 @@ func (e *Env) Istiods(ctx context.Context) (map[string]*appsv1.Deployment, error
 	})
 }
 
-// Revisions are the MeshProfile's revisions, or the installed istiods'.
+// Revisions are ARM's serviceMeshProfile revisions, else the MeshProfile's,
+// else the installed istiods'.
 func (e *Env) Revisions(ctx context.Context) ([]string, error) {
+	if e.ARM != nil {
+		c, err := e.Managed(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return c.Revisions, nil
+	}
 	p, err := e.Profile(ctx)
 	if err != nil {
 		return nil, err

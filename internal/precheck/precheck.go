@@ -78,7 +78,9 @@ func Run(ctx context.Context, e *Env, checks []Check) *Report {
 					r.Success = false
 				}
 			}
-			gr.Checks = append(gr.Checks, CheckReport{Name: c.Name, Results: results})
+			if len(results) > 0 { // a check that does not apply here says nothing
+				gr.Checks = append(gr.Checks, CheckReport{Name: c.Name, Results: results})
+			}
 		}
 		if len(gr.Checks) > 0 {
 			r.Groups = append(r.Groups, gr)

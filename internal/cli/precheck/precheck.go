@@ -14,6 +14,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/meshaddon/meshaddon/internal/cli/aks"
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 	"github.com/meshaddon/meshaddon/internal/cli/output"
 	"github.com/meshaddon/meshaddon/internal/kube"
@@ -27,6 +28,7 @@ type Options struct {
 	Output        string
 	Policy        string
 	MeshNamespace string
+	AKS           aks.Flags
 }
 
 // NewCommand returns `meshaddon precheck`.
@@ -66,6 +68,13 @@ cluster that cannot be reached.`,
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
 			env := &precheck.Env{Kube: kc, Client: c.Client, MeshNamespace: o.MeshNamespace, Policy: pol}
+			if onAKS, err := o.AKS.AKS(); err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			} else if onAKS {
+				if env.ARM, err = o.AKS.New(); err != nil {
+					return exitcode.Wrap(exitcode.Usage, err)
+				}
+			}
 			if _, err := env.ServerVersion(cmd.Context()); err != nil {
 				return exitcode.Wrap(exitcode.Usage, fmt.Errorf("cannot reach the cluster at %s: %s", c.Config.Host, oneLine(err)))
 			}
@@ -76,6 +85,7 @@ cluster that cannot be reached.`,
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "Output format: table (default) or json")
 	cmd.Flags().StringVar(&o.Policy, "policy", meshversion.DefaultPolicy.Name, "Version policy when the cluster's MeshProfile does not name one: "+strings.Join(meshversion.PolicyNames(), " or "))
 	cmd.Flags().StringVar(&o.MeshNamespace, "mesh-namespace", "aks-istio-system", "Namespace of the istiod Deployments")
+	o.AKS.Add(cmd)
 	return cmd
 }
 
