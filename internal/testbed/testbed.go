@@ -344,6 +344,10 @@ func (t *Testbed) Down(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return done, err
 	}
+	// The control plane's pids, read before kwokctl removes its pid files:
+	// a process that is still exiting has an empty command line, so only
+	// its pid tells that it is not gone yet.
+	components := t.Cluster.Components()
 	if err := t.Cluster.Delete(ctx, bins); err != nil {
 		t.printf("warning: kwokctl delete failed, stopping its processes directly: %v", err)
 	} else {
@@ -353,8 +357,13 @@ func (t *Testbed) Down(ctx context.Context) ([]string, error) {
 	// cluster's directory on its command line: give it a moment to exit on
 	// its own, then end it.
 	var left []proc.Process
-	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
 		left = proc.Find(t.Cluster.Dir)
+		for name, pid := range components {
+			if proc.Alive(pid) {
+				left = append(left, proc.Process{PID: pid, Command: name})
+			}
+		}
 		return len(left) == 0, nil
 	})
 	if len(left) > 0 {
