@@ -14,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
 
 // Mode is how a pod's proxy was injected.
@@ -175,6 +177,33 @@ func EachPage(ctx context.Context, kube kubernetes.Interface, o ListOptions, fn 
 		}
 		if list.Continue == "" {
 			return nil
+		}
+		opts.Continue = list.Continue
+	}
+}
+
+// Nodes lists every node in pages, as the decision sees them: pool,
+// kubelet version and readiness.
+func Nodes(ctx context.Context, kube kubernetes.Interface) ([]meshversion.Node, error) {
+	var out []meshversion.Node
+	opts := metav1.ListOptions{Limit: 1000}
+	for {
+		list, err := kube.CoreV1().Nodes().List(ctx, opts)
+		if err != nil {
+			return nil, err
+		}
+		for i := range list.Items {
+			n := &list.Items[i]
+			ready := false
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady {
+					ready = c.Status == corev1.ConditionTrue
+				}
+			}
+			out = append(out, meshversion.Node{Name: n.Name, Pool: meshversion.PoolOf(n.Labels), KubeletVersion: n.Status.NodeInfo.KubeletVersion, Ready: ready})
+		}
+		if list.Continue == "" {
+			return out, nil
 		}
 		opts.Continue = list.Continue
 	}

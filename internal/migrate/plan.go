@@ -167,7 +167,7 @@ func NativeRevisions(ctx context.Context, kube kubernetes.Interface, meshNamespa
 		}
 		if !set {
 			if !nodesRead {
-				if nodes, err = listNodes(ctx, kube); err != nil {
+				if nodes, err = inventory.Nodes(ctx, kube); err != nil {
 					return nil, err
 				}
 				nodesRead = true
@@ -177,24 +177,6 @@ func NativeRevisions(ctx context.Context, kube kubernetes.Interface, meshNamespa
 		out[rev] = inj == meshversion.Native
 	}
 	return out, nil
-}
-
-func listNodes(ctx context.Context, kube kubernetes.Interface) ([]meshversion.Node, error) {
-	var out []meshversion.Node
-	opts := metav1.ListOptions{Limit: 1000}
-	for {
-		list, err := kube.CoreV1().Nodes().List(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
-		for _, n := range list.Items {
-			out = append(out, meshversion.Node{Name: n.Name, KubeletVersion: n.Status.NodeInfo.KubeletVersion})
-		}
-		if list.Continue == "" {
-			return out, nil
-		}
-		opts.Continue = list.Continue
-	}
 }
 
 // meshNamespaces are the namespaces labelled for a revision.

@@ -136,30 +136,7 @@ func (e *Env) Nodes(ctx context.Context) ([]meshversion.Node, error) {
 		}
 		return c.Nodes(), nil
 	}
-	return load(e, "nodes", func() ([]meshversion.Node, error) {
-		var out []meshversion.Node
-		opts := metav1.ListOptions{Limit: 1000}
-		for {
-			list, err := e.Kube.CoreV1().Nodes().List(ctx, opts)
-			if err != nil {
-				return nil, err
-			}
-			for i := range list.Items {
-				n := &list.Items[i]
-				ready := false
-				for _, c := range n.Status.Conditions {
-					if c.Type == corev1.NodeReady {
-						ready = c.Status == corev1.ConditionTrue
-					}
-				}
-				out = append(out, meshversion.Node{Name: n.Name, Pool: meshversion.PoolOf(n.Labels), KubeletVersion: n.Status.NodeInfo.KubeletVersion, Ready: ready})
-			}
-			if list.Continue == "" {
-				return out, nil
-			}
-			opts.Continue = list.Continue
-		}
-	})
+	return load(e, "nodes", func() ([]meshversion.Node, error) { return inventory.Nodes(ctx, e.Kube) })
 }
 
 // Istiods are the istiod Deployments, by revision.
