@@ -3,19 +3,14 @@
 package feature
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/azure"
@@ -24,6 +19,7 @@ import (
 	"github.com/meshaddon/meshaddon/internal/cli/output"
 	"github.com/meshaddon/meshaddon/internal/kube"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
+	"github.com/meshaddon/meshaddon/internal/platform"
 )
 
 // ProviderNamespace is the resource provider the features belong to.
@@ -35,16 +31,12 @@ type Feature = azure.Feature
 // FromRegistration shapes a FeatureRegistration like the platform's answer.
 // A feature never asked for is NotRegistered.
 func FromRegistration(name string, fr *v1alpha1.FeatureRegistration) Feature {
-	state := v1alpha1.StateNotRegistered
-	if fr != nil && fr.Status.State != "" {
-		state = fr.Status.State
-	}
 	f := Feature{
 		ID:   fmt.Sprintf("/providers/Microsoft.Features/providers/%s/features/%s", ProviderNamespace, name),
 		Name: ProviderNamespace + "/" + name,
 		Type: "Microsoft.Features/providers/features",
 	}
-	f.Properties.State = state
+	f.Properties.State = platform.FeatureState(fr)
 	return f
 }
 
@@ -125,7 +117,7 @@ func newChangeCommand(flags *genericclioptions.ConfigFlags, streams genericioopt
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
-			fr, err := setDesired(cmd.Context(), c.Client, name, desired)
+			fr, err := platform.SetFeature(cmd.Context(), c.Client, name, desired)
 			if err != nil {
 				return err
 			}
@@ -137,42 +129,6 @@ func newChangeCommand(flags *genericclioptions.ConfigFlags, streams genericioopt
 	addOutputFlag(cmd, &format, "json")
 	az.Add(cmd)
 	return cmd
-}
-
-// setDesired records the request and waits briefly for the manager to start
-// the transition, so the state printed is the platform's answer.
-func setDesired(ctx context.Context, cl client.Client, name, desired string) (*v1alpha1.FeatureRegistration, error) {
-	fr := &v1alpha1.FeatureRegistration{}
-	err := cl.Get(ctx, client.ObjectKey{Name: v1alpha1.FeatureObjectName(name)}, fr)
-	switch {
-	case apierrors.IsNotFound(err):
-		if desired == v1alpha1.StateNotRegistered {
-			return &v1alpha1.FeatureRegistration{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.FeatureObjectName(name)}}, nil
-		}
-		fr = &v1alpha1.FeatureRegistration{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.FeatureObjectName(name)}, Spec: v1alpha1.FeatureRegistrationSpec{DesiredState: desired}}
-		if err := cl.Create(ctx, fr); err != nil {
-			return nil, fmt.Errorf("register %s: %w", name, err)
-		}
-	case err != nil:
-		return nil, fmt.Errorf("read feature %s: %w", name, err)
-	case fr.Spec.DesiredState != desired:
-		patch := client.MergeFrom(fr.DeepCopy())
-		fr.Spec.DesiredState = desired
-		if err := cl.Patch(ctx, fr, patch); err != nil {
-			return nil, fmt.Errorf("update feature %s: %w", name, err)
-		}
-	}
-	moving := map[string][]string{
-		v1alpha1.StateRegistered:    {v1alpha1.StateRegistering, v1alpha1.StateRegistered},
-		v1alpha1.StateNotRegistered: {v1alpha1.StateUnregistering, v1alpha1.StateNotRegistered},
-	}[desired]
-	_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
-		if err := cl.Get(ctx, client.ObjectKey{Name: v1alpha1.FeatureObjectName(name)}, fr); err != nil {
-			return false, nil
-		}
-		return slices.Contains(moving, fr.Status.State), nil
-	})
-	return fr, nil
 }
 
 func newShowCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
@@ -209,12 +165,9 @@ func newShowCommand(flags *genericclioptions.ConfigFlags, streams genericiooptio
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
-			fr := &v1alpha1.FeatureRegistration{}
-			if err := c.Client.Get(cmd.Context(), client.ObjectKey{Name: v1alpha1.FeatureObjectName(name)}, fr); err != nil {
-				if !apierrors.IsNotFound(err) {
-					return fmt.Errorf("read feature %s: %w", name, err)
-				}
-				fr = nil
+			fr, err := platform.GetFeature(cmd.Context(), c.Client, name)
+			if err != nil {
+				return err
 			}
 			return printFeatures(streams, format, []Feature{FromRegistration(name, fr)}, []*v1alpha1.FeatureRegistration{fr})
 		},
@@ -239,21 +192,15 @@ func newListCommand(flags *genericclioptions.ConfigFlags, streams genericiooptio
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
-			var list v1alpha1.FeatureRegistrationList
-			if err := c.Client.List(cmd.Context(), &list); err != nil {
-				return fmt.Errorf("list features: %w", err)
+			known, err := platform.ListFeatures(cmd.Context(), c.Client)
+			if err != nil {
+				return err
 			}
 			var features []Feature
 			var regs []*v1alpha1.FeatureRegistration
 			for _, name := range v1alpha1.KnownFeatures {
-				var fr *v1alpha1.FeatureRegistration
-				for i := range list.Items {
-					if list.Items[i].Name == v1alpha1.FeatureObjectName(name) {
-						fr = &list.Items[i]
-					}
-				}
-				features = append(features, FromRegistration(name, fr))
-				regs = append(regs, fr)
+				features = append(features, FromRegistration(name, known[name]))
+				regs = append(regs, known[name])
 			}
 			return printFeatures(streams, format, features, regs)
 		},

@@ -3,15 +3,12 @@
 package provider
 
 import (
-	"context"
 	"fmt"
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/azure"
@@ -19,6 +16,7 @@ import (
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 	"github.com/meshaddon/meshaddon/internal/cli/output"
 	"github.com/meshaddon/meshaddon/internal/kube"
+	"github.com/meshaddon/meshaddon/internal/platform"
 )
 
 // NewCommand returns `meshaddon provider`.
@@ -57,8 +55,11 @@ this command (the document's step 3).`,
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
-			list, err := Refresh(cmd.Context(), c.Client, timeout)
+			list, err := platform.RefreshProvider(cmd.Context(), c.Client, timeout)
 			if err != nil {
+				if platform.IsTimeout(err) {
+					return exitcode.Wrap(exitcode.Timeout, err)
+				}
 				return err
 			}
 			if len(list) == 0 {
@@ -76,41 +77,4 @@ this command (the document's step 3).`,
 	az.Add(register)
 	cmd.AddCommand(register)
 	return cmd
-}
-
-// Refresh asks the manager to apply every feature's current state and waits
-// until it has.
-func Refresh(ctx context.Context, cl client.Client, timeout time.Duration) ([]v1alpha1.FeatureRegistration, error) {
-	var list v1alpha1.FeatureRegistrationList
-	if err := cl.List(ctx, &list); err != nil {
-		return nil, fmt.Errorf("list features: %w", err)
-	}
-	now := time.Now().UTC()
-	token := now.Format(time.RFC3339Nano)
-	for i := range list.Items {
-		fr := &list.Items[i]
-		patch := client.MergeFrom(fr.DeepCopy())
-		if fr.Annotations == nil {
-			fr.Annotations = map[string]string{}
-		}
-		fr.Annotations[v1alpha1.RefreshRequestAnnotation] = token
-		if err := cl.Patch(ctx, fr, patch); err != nil {
-			return nil, fmt.Errorf("refresh %s: %w", fr.Name, err)
-		}
-	}
-	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		if err := cl.List(ctx, &list); err != nil {
-			return false, nil
-		}
-		for _, fr := range list.Items {
-			if handled, err := time.Parse(time.RFC3339Nano, fr.Status.LastHandledRefreshAt); err != nil || handled.Before(now) {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
-		return nil, exitcode.Wrap(exitcode.Timeout, fmt.Errorf("the add-on manager did not apply the refresh within %s: is it running? (kubectl get pods -n meshaddon-system, or meshaddon local status)", timeout))
-	}
-	return list.Items, nil
 }

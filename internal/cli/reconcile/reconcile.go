@@ -4,17 +4,13 @@ package reconcile
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
-	appsv1 "k8s.io/api/apps/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,7 +20,7 @@ import (
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 	"github.com/meshaddon/meshaddon/internal/kube"
 	"github.com/meshaddon/meshaddon/internal/manager"
-	"github.com/meshaddon/meshaddon/internal/rollout"
+	"github.com/meshaddon/meshaddon/internal/platform"
 )
 
 // Options are the flags of `meshaddon reconcile`.
@@ -67,68 +63,14 @@ istiod Deployment runs with the decided ENABLE_NATIVE_SIDECARS. Prints what chan
 
 // Run requests the reconcile, waits, and prints what changed.
 func (o *Options) Run(ctx context.Context, cl client.Client) error {
-	var profile v1alpha1.MeshProfile
-	if err := cl.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshProfileName}, &profile); err != nil {
-		if apierrors.IsNotFound(err) {
-			return errors.New("no MeshProfile named default: the mesh add-on is not set up on this cluster (on the test bed: meshaddon local up)")
-		}
-		return fmt.Errorf("read the MeshProfile: %w", err)
+	r, err := platform.Reconcile(ctx, cl, o.MeshNamespace, o.Timeout)
+	if platform.IsTimeout(err) {
+		return exitcode.Wrap(exitcode.Timeout, err)
 	}
-	before, err := o.envs(ctx, cl)
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC()
-	patch := client.MergeFrom(profile.DeepCopy())
-	if profile.Annotations == nil {
-		profile.Annotations = map[string]string{}
-	}
-	profile.Annotations[v1alpha1.ReconcileRequestAnnotation] = now.Format(time.RFC3339Nano)
-	if err := cl.Patch(ctx, &profile, patch); err != nil {
-		return fmt.Errorf("request a reconcile: %w", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	waiting := "the add-on manager to handle the request (is it running?)"
-	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		if err := cl.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshProfileName}, &profile); err != nil {
-			return false, nil
-		}
-		handled, err := time.Parse(time.RFC3339Nano, profile.Status.LastHandledReconcileAt)
-		if err != nil || handled.Before(now) || profile.Status.ObservedGeneration < profile.Generation {
-			return false, nil
-		}
-		for _, rs := range profile.Status.Revisions {
-			if rs.Deployment == "" {
-				continue
-			}
-			var dep appsv1.Deployment
-			if err := cl.Get(ctx, client.ObjectKey{Namespace: o.MeshNamespace, Name: rs.Deployment}, &dep); err != nil {
-				waiting = fmt.Sprintf("%s: %v", rs.Deployment, err)
-				return false, nil
-			}
-			if v := envOf(&dep); v != rs.EnableNativeSidecars {
-				waiting = fmt.Sprintf("%s to have %s=%s (it has %s)", rs.Deployment, manager.NativeSidecarsEnv, rs.EnableNativeSidecars, v)
-				return false, nil
-			}
-			msg, done, err := rollout.Status(&dep)
-			if err != nil {
-				return false, err
-			}
-			if !done {
-				waiting = msg
-				return false, nil
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return exitcode.Wrap(exitcode.Timeout, fmt.Errorf("timed out after %s waiting for %s", o.Timeout, waiting))
-		}
-		return err
-	}
-	Report(o.Out, before, &profile)
+	Report(o.Out, r.Before, r.Profile)
 	return nil
 }
 
@@ -153,41 +95,6 @@ func (o *Options) RunAKS(ctx context.Context) error {
 	}
 	fmt.Fprintf(o.Out, "updated managed cluster %s: the platform reconciled the mesh (revisions %s); check istiod with meshaddon precheck\n", p.Cluster, strings.Join(c.Revisions, ", "))
 	return nil
-}
-
-// envs maps each istiod Deployment to its ENABLE_NATIVE_SIDECARS value.
-func (o *Options) envs(ctx context.Context, cl client.Client) (map[string]string, error) {
-	var list appsv1.DeploymentList
-	sel, err := metav1.ParseToLabelSelector(manager.IstiodLabel)
-	if err != nil {
-		return nil, err
-	}
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil {
-		return nil, err
-	}
-	if err := cl.List(ctx, &list, client.InNamespace(o.MeshNamespace), client.MatchingLabelsSelector{Selector: s}); err != nil {
-		return nil, fmt.Errorf("list istiod Deployments in %s: %w", o.MeshNamespace, err)
-	}
-	out := map[string]string{}
-	for i := range list.Items {
-		out[list.Items[i].Name] = envOf(&list.Items[i])
-	}
-	return out, nil
-}
-
-func envOf(dep *appsv1.Deployment) string {
-	for _, c := range dep.Spec.Template.Spec.Containers {
-		if c.Name != manager.IstiodContainer {
-			continue
-		}
-		for _, e := range c.Env {
-			if e.Name == manager.NativeSidecarsEnv {
-				return e.Value
-			}
-		}
-	}
-	return "unset"
 }
 
 // Report prints, per revision, what changed and why, then any condition

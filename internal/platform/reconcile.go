@@ -1,0 +1,135 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/manager"
+	"github.com/meshaddon/meshaddon/internal/rollout"
+)
+
+// ErrNoProfile means the add-on is not set up on the cluster.
+var ErrNoProfile = errors.New("no MeshProfile named default: the mesh add-on is not set up on this cluster (on the test bed: meshaddon local up)")
+
+// Reconciled is the outcome of a forced reconcile.
+type Reconciled struct {
+	// Before maps each istiod Deployment to its ENABLE_NATIVE_SIDECARS
+	// value before the reconcile ("unset" when absent).
+	Before  map[string]string
+	Profile *v1alpha1.MeshProfile
+}
+
+// Reconcile is the platform's forced update: it asks the manager to
+// reconcile the MeshProfile now, then waits until the profile's status
+// has caught up and every istiod Deployment runs, rolled out, with the
+// decided ENABLE_NATIVE_SIDECARS.
+func Reconcile(ctx context.Context, cl client.Client, meshNamespace string, timeout time.Duration) (*Reconciled, error) {
+	var profile v1alpha1.MeshProfile
+	if err := cl.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshProfileName}, &profile); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, ErrNoProfile
+		}
+		return nil, fmt.Errorf("read the MeshProfile: %w", err)
+	}
+	before, err := IstiodEnvs(ctx, cl, meshNamespace)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	patch := client.MergeFrom(profile.DeepCopy())
+	if profile.Annotations == nil {
+		profile.Annotations = map[string]string{}
+	}
+	profile.Annotations[v1alpha1.ReconcileRequestAnnotation] = now.Format(time.RFC3339Nano)
+	if err := cl.Patch(ctx, &profile, patch); err != nil {
+		return nil, fmt.Errorf("request a reconcile: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	waiting := "the add-on manager to handle the request (is it running?)"
+	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		if err := cl.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshProfileName}, &profile); err != nil {
+			return false, nil
+		}
+		handled, err := time.Parse(time.RFC3339Nano, profile.Status.LastHandledReconcileAt)
+		if err != nil || handled.Before(now) || profile.Status.ObservedGeneration < profile.Generation {
+			return false, nil
+		}
+		for _, rs := range profile.Status.Revisions {
+			if rs.Deployment == "" {
+				continue
+			}
+			var dep appsv1.Deployment
+			if err := cl.Get(ctx, client.ObjectKey{Namespace: meshNamespace, Name: rs.Deployment}, &dep); err != nil {
+				waiting = fmt.Sprintf("%s: %v", rs.Deployment, err)
+				return false, nil
+			}
+			if v := NativeSidecarsValue(&dep); v != rs.EnableNativeSidecars {
+				waiting = fmt.Sprintf("%s to have %s=%s (it has %s)", rs.Deployment, manager.NativeSidecarsEnv, rs.EnableNativeSidecars, v)
+				return false, nil
+			}
+			msg, done, err := rollout.Status(&dep)
+			if err != nil {
+				return false, err
+			}
+			if !done {
+				waiting = msg
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, &TimeoutError{msg: fmt.Sprintf("timed out after %s waiting for %s", timeout, waiting)}
+		}
+		return nil, err
+	}
+	return &Reconciled{Before: before, Profile: &profile}, nil
+}
+
+// IstiodEnvs maps each istiod Deployment in ns to its ENABLE_NATIVE_SIDECARS.
+func IstiodEnvs(ctx context.Context, cl client.Client, ns string) (map[string]string, error) {
+	var list appsv1.DeploymentList
+	sel, err := metav1.ParseToLabelSelector(manager.IstiodLabel)
+	if err != nil {
+		return nil, err
+	}
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.List(ctx, &list, client.InNamespace(ns), client.MatchingLabelsSelector{Selector: s}); err != nil {
+		return nil, fmt.Errorf("list istiod Deployments in %s: %w", ns, err)
+	}
+	out := map[string]string{}
+	for i := range list.Items {
+		out[list.Items[i].Name] = NativeSidecarsValue(&list.Items[i])
+	}
+	return out, nil
+}
+
+// NativeSidecarsValue is the istiod container's ENABLE_NATIVE_SIDECARS, or
+// "unset" when the variable is absent.
+func NativeSidecarsValue(dep *appsv1.Deployment) string {
+	for _, c := range dep.Spec.Template.Spec.Containers {
+		if c.Name != manager.IstiodContainer {
+			continue
+		}
+		for _, e := range c.Env {
+			if e.Name == manager.NativeSidecarsEnv {
+				return e.Value
+			}
+		}
+	}
+	return "unset"
+}
