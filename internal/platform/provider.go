@@ -11,7 +11,6 @@ import (
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 )
 
-
 // RefreshProvider is the resource provider's re-registration: it asks the
 // manager to apply every feature's current state and waits until it has.
 func RefreshProvider(ctx context.Context, cl client.Client, timeout time.Duration) ([]v1alpha1.FeatureRegistration, error) {

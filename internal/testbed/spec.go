@@ -39,6 +39,9 @@ type Spec struct {
 	NewCluster bool `json:"newCluster"`
 	// Policy is the manager's version policy (default preview).
 	Policy string `json:"policy"`
+	// ARM also serves the local Azure Resource Manager endpoint. Once on,
+	// it stays on for the cluster's life (it is not part of Diff).
+	ARM bool `json:"arm,omitempty"`
 }
 
 // DefaultSpec is one pool of three nodes at the API server's version and the

@@ -84,6 +84,7 @@ func (t *Testbed) Up(ctx context.Context, spec Spec) ([]string, error) {
 		if err := t.Cluster.LoadSpec(&old); err != nil {
 			return nil, err
 		}
+		spec.ARM = spec.ARM || old.ARM
 		if diff := old.Diff(spec); len(diff) > 0 {
 			return nil, fmt.Errorf("cluster %q is already up with other settings (%s); change it with `meshaddon local nodepool …`, or run `meshaddon local down --name %s` first",
 				t.Cluster.Name, strings.Join(diff, "; "), t.Cluster.Name)
@@ -144,6 +145,13 @@ func (t *Testbed) Up(ctx context.Context, spec Spec) ([]string, error) {
 			return changes, fmt.Errorf("%w (istiod log: %s)", err, filepath.Join(t.Cluster.Dir, "istiod"))
 		}
 		if err := waitAvailable(ctx, clients.kube, "istiod-"+rev, time.Minute); err != nil {
+			return changes, err
+		}
+	}
+	if spec.ARM {
+		arm, err := t.startARM(ctx)
+		changes = append(changes, arm...)
+		if err != nil {
 			return changes, err
 		}
 	}
@@ -331,7 +339,7 @@ func (t *Testbed) Down(ctx context.Context) ([]string, error) {
 	for _, d := range []struct {
 		name   string
 		daemon proc.Daemon
-	}{{"the add-on manager", t.manager()}, {"the istiod runner", t.runner()}} {
+	}{{"the local ARM endpoint", t.armDaemon()}, {"the add-on manager", t.manager()}, {"the istiod runner", t.runner()}} {
 		_, running := d.daemon.PID()
 		if err := d.daemon.Stop(10 * time.Second); err != nil {
 			return done, err
@@ -387,6 +395,8 @@ type Status struct {
 	Pools      []nodepool.Pool   `json:"pools"`
 	Revisions  []RevisionStatus  `json:"revisions"`
 	Spec       *Spec             `json:"spec,omitempty"`
+	// ARMEndpoint is the local ARM endpoint's URL, when it runs.
+	ARMEndpoint string `json:"armEndpoint,omitempty"`
 }
 
 // ComponentStatus is one process of the test bed.
@@ -425,6 +435,13 @@ func (t *Testbed) Status(ctx context.Context) (*Status, error) {
 	if spec.Manager {
 		pid, ok = t.manager().PID()
 		st.Components = append(st.Components, ComponentStatus{Name: "addon-manager", PID: pid, Running: ok})
+	}
+	if spec.ARM {
+		pid, ok = t.armDaemon().PID()
+		st.Components = append(st.Components, ComponentStatus{Name: "arm-endpoint", PID: pid, Running: ok})
+		if id, err := t.ARMIdentity(); err == nil {
+			st.ARMEndpoint = id.Endpoint()
+		}
 	}
 	st.Healthy = t.Cluster.Healthy(ctx)
 	if !st.Healthy {

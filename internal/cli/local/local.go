@@ -29,6 +29,8 @@ are built once from the Go module proxy into $MESHADDON_CACHE (default ~/.cache/
 		newSampleCommand(streams),
 		newKubectlCommand(streams),
 		newRunnerCommand(streams),
+		newARMServerCommand(streams),
+		newARMEnvCommand(streams),
 	)
 	return cmd
 }

@@ -56,7 +56,11 @@ func printStatus(streams genericiooptions.IOStreams, st *testbed.Status) {
 	if st.Healthy {
 		health = "healthy"
 	}
-	fmt.Fprintf(streams.Out, "Cluster:    %s (%s)\nKubeconfig: %s\n\n", st.Name, health, st.Kubeconfig)
+	fmt.Fprintf(streams.Out, "Cluster:    %s (%s)\nKubeconfig: %s\n", st.Name, health, st.Kubeconfig)
+	if st.ARMEndpoint != "" {
+		fmt.Fprintf(streams.Out, "ARM:        %s (eval \"$(meshaddon local arm-env --name %s)\")\n", st.ARMEndpoint, st.Name)
+	}
+	fmt.Fprintln(streams.Out)
 	w := printers.GetNewTabWriter(streams.Out)
 	fmt.Fprintln(w, "COMPONENT\tPID\tSTATE")
 	for _, c := range st.Components {

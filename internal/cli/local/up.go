@@ -28,6 +28,7 @@ type UpOptions struct {
 	Manager        bool
 	NewCluster     bool
 	Policy         string
+	ARM            bool
 
 	spec testbed.Spec
 }
@@ -70,6 +71,7 @@ to ~/.kube/config: use the kubeconfig file it prints.`,
 	cmd.Flags().DurationVar(&o.PodStartDelay, "pod-start-delay", 0, "How long after binding a pod becomes Ready")
 	cmd.Flags().BoolVar(&o.Manager, "manager", def.Manager, "Run the add-on manager; --manager=false leaves istiod as --native-sidecars set it")
 	cmd.Flags().BoolVar(&o.NewCluster, "new-cluster", false, "Set the mesh up as a new cluster's: native sidecars from the start when the versions qualify")
+	cmd.Flags().BoolVar(&o.ARM, "arm", false, "Also serve a local Azure Resource Manager endpoint backed by the cluster, for --provider aks (see meshaddon local arm-env)")
 	cmd.Flags().StringVar(&o.Policy, "policy", def.Policy, "The manager's version policy: "+strings.Join(meshversion.PolicyNames(), " or "))
 	return cmd
 }
@@ -116,6 +118,9 @@ func (o *UpOptions) Complete(cmd *cobra.Command) error {
 	if f.Changed("policy") {
 		o.spec.Policy = o.Policy
 	}
+	if f.Changed("arm") {
+		o.spec.ARM = o.ARM
+	}
 	if f.Changed("pod-start-delay") {
 		o.spec.PodStartDelay = metav1.Duration{Duration: o.PodStartDelay}
 	}
@@ -144,5 +149,9 @@ func (o *UpOptions) Run(cmd *cobra.Command) error {
 	}
 	fmt.Fprintf(o.Out, "cluster %q ready in %s\n\n", o.spec.Name, time.Since(start).Round(100*time.Millisecond))
 	fmt.Fprintf(o.Out, "Use it with kubectl:\n  export KUBECONFIG=%s\n  kubectl get nodes\n", tb.Cluster.KubeconfigPath())
+	if id, err := tb.ARMIdentity(); err == nil && o.spec.ARM {
+		fmt.Fprintf(o.Out, "\nLocal ARM endpoint: %s (CA %s)\n  subscription %s, resource group %s, managed cluster %s\n  client %s, secret %s\nUse it with --provider aks:\n  eval \"$(meshaddon local arm-env --name %s)\"\n  meshaddon feature show --provider aks\n",
+			id.Endpoint(), id.CAPath(), id.SubscriptionID, id.ResourceGroup, id.Cluster, id.ClientID, id.ClientSecret, o.spec.Name)
+	}
 	return nil
 }
