@@ -30,6 +30,7 @@ func (t *Testbed) armDaemon() proc.Daemon {
 		PIDFile: t.Cluster.PIDFile(ARMDaemon),
 		LogFile: filepath.Join(t.Cluster.LogDir(), ARMDaemon+".log"),
 		Args:    []string{t.Self, "local", "arm-server", "--name", t.Cluster.Name},
+		Dir:     t.ARMDir(),
 	}
 }
 

@@ -70,9 +70,16 @@ func (r result) String() string {
 // meshaddon runs the CLI and returns its output and exit code.
 func meshaddon(t *testing.T, args ...string) result {
 	t.Helper()
+	return meshaddonEnv(t, nil, args...)
+}
+
+// meshaddonEnv runs the CLI with env (NAME=VALUE) added to the test's.
+func meshaddonEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, meshaddonBin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

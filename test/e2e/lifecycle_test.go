@@ -18,16 +18,24 @@ import (
 // leaves no process behind.
 func TestDownLeavesNothing(t *testing.T) {
 	const name = "lifecycle"
-	mustMeshaddon(t, "local", "up", "--name", name, "--pool", "system="+currentVersion+":1")
+	mustMeshaddon(t, "local", "up", "--name", name, "--pool", "system="+currentVersion+":1", "--arm")
 	dir := filepath.Join(stateDir, "clusters", name)
 	procs := proc.Find(dir)
-	if len(procs) < 6 { // etcd, apiserver, controller-manager, scheduler, kwok, runner, istiod
+	if len(procs) < 7 { // etcd, apiserver, controller-manager, scheduler, kwok, runner, istiod, manager, ARM endpoint
 		t.Errorf("found only %d processes of the cluster: %+v", len(procs), procs)
 	}
 
 	listening := listeners(t, procs)
 	if len(listening) == 0 {
 		t.Fatal("found no listening sockets of the cluster's processes")
+	}
+	_, armVar := armEnv(t, name)
+	armListens := false
+	for _, l := range listening {
+		armListens = armListens || strings.HasSuffix(armVar("MESHADDON_ARM_ENDPOINT"), fmt.Sprintf(":%d", l.port))
+	}
+	if !armListens {
+		t.Errorf("the local ARM endpoint %s is not among the listeners: %+v", armVar("MESHADDON_ARM_ENDPOINT"), listening)
 	}
 	for _, l := range listening {
 		if !l.addr.IsLoopback() {

@@ -25,6 +25,9 @@ type Daemon struct {
 	LogFile string
 	Args    []string
 	Env     []string
+	// Dir is the working directory (default: the caller's); one inside the
+	// cluster's directory lets Find see the daemon.
+	Dir string
 }
 
 // PID returns the daemon's process id if it is running.
@@ -73,6 +76,7 @@ func (d Daemon) Start() (bool, error) {
 	defer log.Close()
 	cmd := exec.Command(d.Args[0], d.Args[1:]...)
 	cmd.Env = append(os.Environ(), d.Env...)
+	cmd.Dir = d.Dir
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
