@@ -19,8 +19,8 @@ check_istiod() {
   fi
 }
 
-step "Bring up an existing cluster: 3 nodes on 1.34, one old pool on 1.28, istiod asm-1-27, the add-on manager"
-$M local up --pool system=v1.34.4:3 --pool legacy=v1.28.9:1
+step "Bring up an existing cluster: 3 nodes on 1.34, one old pool on 1.28, istiod asm-1-27, the add-on manager, and a local ARM endpoint"
+$M local up --pool system=v1.34.4:3 --pool legacy=v1.28.9:1 --arm
 export KUBECONFIG=$($M local kubeconfig)
 
 step "Deploy the sample (sleep + httpbin) into a namespace labelled istio.io/rev=asm-1-27"
@@ -38,24 +38,47 @@ step "Check istiod: the feature is not registered yet, so the manager keeps clas
 check_istiod
 k get meshprofile default
 
+step "Point --provider aks at the local ARM endpoint (a real subscription works the same, after az login)"
+$M local arm-env | sed 's/\(AZURE_CLIENT_SECRET=\).*/\1<secret>/'
+eval "$($M local arm-env)"
+
 step "Before you begin 1: register the preview feature (az feature register)"
-$M feature register --name IstioNativeSidecarModePreview
+$M feature register --name IstioNativeSidecarModePreview --provider aks
 
 step "Before you begin 2: wait until it shows Registered (az feature show)"
-until $M feature show --name IstioNativeSidecarModePreview -o table | grep -qw Registered; do sleep 1; done
-$M feature show --name IstioNativeSidecarModePreview
+until $M feature show --name IstioNativeSidecarModePreview --provider aks -o table | grep -qw Registered; do sleep 1; done
+$M feature show --name IstioNativeSidecarModePreview --provider aks
 
 step "Before you begin 3: refresh the provider registration (az provider register)"
-$M provider register
+$M provider register --provider aks
 
-step "precheck again: the feature passes; the 1.28 pool still fails"
-$M precheck || echo "(precheck failed, as expected: exit $?)"
+step "precheck from the managed cluster (az aks show): the feature passes; the 1.28 agent pool still fails"
+$M precheck --provider aks || echo "(precheck failed, as expected: exit $?)"
 
-step "Upgrade the old pool to 1.34 (node by node); the manager turns native on by itself"
-$M local nodepool upgrade legacy --version v1.34.4
+step "Upgrade the old agent pool through ARM, as az aks nodepool upgrade does (any ARM client works: here curl)"
+curl_arm() { curl -sf --cacert "$MESHADDON_ARM_CA_FILE" "$@"; }
+token=$(curl_arm --data-urlencode grant_type=client_credentials --data-urlencode client_id="$AZURE_CLIENT_ID" \
+  --data-urlencode client_secret="$AZURE_CLIENT_SECRET" --data-urlencode scope="$MESHADDON_ARM_ENDPOINT/.default" \
+  "${AZURE_AUTHORITY_HOST}${AZURE_TENANT_ID}/oauth2/v2.0/token" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+pool="$MESHADDON_ARM_ENDPOINT/subscriptions/$AZURE_SUBSCRIPTION_ID/resourceGroups/$AZURE_RESOURCE_GROUP/providers/Microsoft.ContainerService/managedClusters/$AZURE_AKS_CLUSTER/agentPools/legacy?api-version=2024-05-01"
+operation=$(curl_arm -D - -o /dev/null -X PUT -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
+  -d '{"properties":{"orchestratorVersion":"1.34.4"}}' "$pool" | sed -n 's/^[Aa]zure-[Aa]sync[Oo]peration: *\([^[:space:]]*\).*/\1/p')
+echo "PUT agentPools/legacy orchestratorVersion=1.34.4: long-running operation $operation"
+for _ in $(seq 120); do
+  status=$(curl_arm -H "Authorization: Bearer $token" "$operation" | sed -n 's/.*"status":"\([A-Za-z]*\)".*/\1/p')
+  [ "$status" = InProgress ] || break
+  sleep 1
+done
+echo "operation $status"
+[ "$status" = Succeeded ]
+curl_arm -H "Authorization: Bearer $token" "$pool" | grep -o '"[a-zA-Z]*rchestratorVersion":"[^"]*"\|"provisioningState":"[^"]*"'
 
-step "Force the reconcile instead of waiting (az aks update)"
-$M reconcile
+step "precheck from the managed cluster again: every check passes (the manager turned native on once the pool was upgraded)"
+until $M precheck --provider aks >/dev/null; do sleep 1; done
+$M precheck --provider aks
+
+step "Force the reconcile instead of waiting (az aks update: a PUT of the managed cluster, waited on as a long-running operation)"
+$M reconcile --provider aks
 
 step "Check istiod for injecting native sidecars (the document's kubectl | jq)"
 check_istiod
