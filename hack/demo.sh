@@ -46,8 +46,7 @@ step "Before you begin 1: register the preview feature (az feature register)"
 $M feature register --name IstioNativeSidecarModePreview --provider aks
 
 step "Before you begin 2: wait until it shows Registered (az feature show)"
-until $M feature show --name IstioNativeSidecarModePreview --provider aks -o table | grep -qw Registered; do sleep 1; done
-$M feature show --name IstioNativeSidecarModePreview --provider aks
+$M feature show --name IstioNativeSidecarModePreview --provider aks --wait --timeout 2m
 
 step "Before you begin 3: refresh the provider registration (az provider register)"
 $M provider register --provider aks

@@ -325,14 +325,20 @@ func deref[T any](p *T) T {
 // WaitRegistered polls the feature until it is Registered, as the document
 // asks, and says how long it has waited if it is not.
 func (p *Provider) WaitRegistered(ctx context.Context, name string, every, timeout time.Duration) (Feature, error) {
+	return WaitFeature(ctx, name, func(ctx context.Context) (Feature, error) { return p.GetFeature(ctx, name) }, every, timeout)
+}
+
+// WaitFeature polls get until the feature is Registered; after timeout it
+// says how long it waited and what to do. Both providers wait with it.
+func WaitFeature(ctx context.Context, name string, get func(context.Context) (Feature, error), every, timeout time.Duration) (Feature, error) {
 	start := time.Now()
 	for {
-		f, err := p.GetFeature(ctx, name)
+		f, err := get(ctx)
 		if err != nil || f.Properties.State == "Registered" {
 			return f, err
 		}
 		if time.Since(start) >= timeout {
-			return f, fmt.Errorf("feature %s is still %s after %s: registration can take minutes; run meshaddon feature show --provider aks again later, then meshaddon provider register --provider aks",
+			return f, fmt.Errorf("feature %s is still %s after %s: registration can take minutes; run meshaddon feature show --wait again later, then meshaddon provider register",
 				name, f.Properties.State, time.Since(start).Round(time.Second))
 		}
 		select {

@@ -104,10 +104,10 @@ func TestAKSProvider(t *testing.T) {
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &f) != nil || (f.Properties.State != "Registering" && f.Properties.State != "Registered") {
 			t.Fatalf("feature register: %s", r)
 		}
-		waitFor(t, 30*time.Second, "the feature shows Registered through ARM", func(context.Context) (bool, string) {
-			r := aks("feature", "show", "-o", "table")
-			return r.code == 0 && strings.Contains(r.stdout, " Registered "), r.String()
-		})
+		r = aks("feature", "show", "--wait", "--timeout", "30s")
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &f) != nil || f.Properties.State != "Registered" {
+			t.Fatalf("feature show --wait: %s", r)
+		}
 		if r := aks("provider", "register"); r.code != 0 || !strings.Contains(r.stdout, "Microsoft.ContainerService: Registered") {
 			t.Fatalf("provider register: %s", r)
 		}

@@ -3,6 +3,7 @@
 package feature
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -133,12 +134,17 @@ func newChangeCommand(flags *genericclioptions.ConfigFlags, streams genericioopt
 
 func newShowCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	var name, format string
+	var waitFor bool
+	var timeout time.Duration
 	var az aks.Flags
 	cmd := &cobra.Command{
 		Use:   "show",
 		Short: "Show a feature's registration state",
+		Long: `Show a feature's registration state. With --wait, show it once it is Registered, as the
+document asks ("wait until the status shows Registered"); after --timeout it says how
+long it waited and what to do.`,
 		Example: `  meshaddon feature show --name IstioNativeSidecarModePreview
-  meshaddon feature show -o table`,
+  meshaddon feature show --wait --timeout 15m -o table`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			name, err := canonicalName(name)
@@ -148,6 +154,7 @@ func newShowCommand(flags *genericclioptions.ConfigFlags, streams genericiooptio
 			if err := output.Validate(format, "json", "yaml", "table"); err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
+			var get func(ctx context.Context) (Feature, *v1alpha1.FeatureRegistration, error)
 			if onAKS, err := az.AKS(); err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			} else if onAKS {
@@ -155,25 +162,47 @@ func newShowCommand(flags *genericclioptions.ConfigFlags, streams genericiooptio
 				if err != nil {
 					return exitcode.Wrap(exitcode.Usage, err)
 				}
-				f, err := p.GetFeature(cmd.Context(), name)
+				get = func(ctx context.Context) (Feature, *v1alpha1.FeatureRegistration, error) {
+					f, err := p.GetFeature(ctx, name)
+					return f, nil, err
+				}
+			} else {
+				c, err := kube.NewClients(flags)
+				if err != nil {
+					return exitcode.Wrap(exitcode.Usage, err)
+				}
+				get = func(ctx context.Context) (Feature, *v1alpha1.FeatureRegistration, error) {
+					fr, err := platform.GetFeature(ctx, c.Client, name)
+					return FromRegistration(name, fr), fr, err
+				}
+			}
+			if !waitFor {
+				f, fr, err := get(cmd.Context())
 				if err != nil {
 					return err
 				}
-				return printFeatures(streams, format, []Feature{f}, []*v1alpha1.FeatureRegistration{nil})
+				return printFeatures(streams, format, []Feature{f}, []*v1alpha1.FeatureRegistration{fr})
 			}
-			c, err := kube.NewClients(flags)
-			if err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
+			var fr *v1alpha1.FeatureRegistration
+			var getErr error
+			f, err := azure.WaitFeature(cmd.Context(), name, func(ctx context.Context) (Feature, error) {
+				var f Feature
+				f, fr, getErr = get(ctx)
+				return f, getErr
+			}, time.Second, timeout)
+			switch {
+			case getErr != nil:
+				return getErr
+			case err != nil:
+				return exitcode.Wrap(exitcode.Timeout, err)
 			}
-			fr, err := platform.GetFeature(cmd.Context(), c.Client, name)
-			if err != nil {
-				return err
-			}
-			return printFeatures(streams, format, []Feature{FromRegistration(name, fr)}, []*v1alpha1.FeatureRegistration{fr})
+			return printFeatures(streams, format, []Feature{f}, []*v1alpha1.FeatureRegistration{fr})
 		},
 	}
 	addNameFlag(cmd, &name)
 	addOutputFlag(cmd, &format, "json")
+	cmd.Flags().BoolVar(&waitFor, "wait", false, "Wait until the feature is Registered")
+	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "How long --wait waits")
 	az.Add(cmd)
 	return cmd
 }
