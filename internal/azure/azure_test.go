@@ -115,6 +115,19 @@ func TestErrorsSayWhatToDo(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.code, err, tc.want)
 		}
 	}
+	// Throttling: the SDK's retry policy honours Retry-After (retries are
+	// off here to keep the test fast); what is left is said plainly.
+	w := &azurefake.World{GetErr: &azfake.ErrorResponder{}, KnownFeature: meshversion.FeatureNativeSidecarPreview}
+	w.GetErr.SetResponseError(http.StatusTooManyRequests, "TooManyRequests")
+	opts := w.Options()
+	opts.Retry.MaxRetries = -1
+	p, err := azure.New(azure.Target{Subscription: "s", ResourceGroup: "rg", Cluster: "aks"}, &azfake.TokenCredential{}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.GetCluster(context.Background()); err == nil || !strings.Contains(err.Error(), "throttling") || !strings.Contains(err.Error(), "Retry-After") {
+		t.Errorf("429: %v", err)
+	}
 	if err := (azure.Target{Subscription: "s"}).Validate(); err == nil || !strings.Contains(err.Error(), "--resource-group (or AZURE_RESOURCE_GROUP), --managed-cluster") {
 		t.Errorf("Validate: %v", err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/containerservice/armcontainerservice/v8"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
@@ -209,6 +210,19 @@ func TestAKSProvider(t *testing.T) {
 		}
 		if !slices.Equal(p.Spec.Revisions, []string{"asm-1-27"}) {
 			t.Errorf("revisions after an old client's PUT: %v, want [asm-1-27]", p.Spec.Revisions)
+		}
+	})
+
+	t.Run("a failed update shows the operation's error", func(t *testing.T) {
+		// Without its MeshProfile the platform cannot reconcile the mesh:
+		// the PUT is accepted, its long-running operation fails.
+		cl := ctrlClientFor(t, cluster)
+		if err := cl.Delete(ctx, &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.MeshProfileName}}); err != nil {
+			t.Fatal(err)
+		}
+		r := aks("reconcile")
+		if r.code == 0 || !strings.Contains(r.stderr, "ReconcileFailed") || !strings.Contains(r.stderr, "no MeshProfile named default") {
+			t.Errorf("reconcile without a MeshProfile: %s", r)
 		}
 	})
 

@@ -499,7 +499,12 @@ func (s *Server) putCluster(ctx context.Context, name string, mc armcontainerser
 	if snap, err = s.snapshot(ctx); err != nil {
 		return mc, err
 	}
-	return s.managedCluster(snap, apiVersion), nil
+	out := s.managedCluster(snap, apiVersion)
+	// The answer to the PUT shows the operation as accepted, even if it
+	// has already ended: clients take a terminal provisioningState here as
+	// the result and would not poll for a failure.
+	out.Properties.ProvisioningState = to.Ptr(op.Kind)
+	return out, nil
 }
 
 func (s *Server) agentPoolsServer() *acsfake.AgentPoolsServer {
@@ -594,7 +599,11 @@ func (s *Server) putPool(ctx context.Context, rg, cluster, name string, ap armco
 		props.OrchestratorVersion = to.Ptr(st.version)
 		return s.agentPool(props, name), status, nil
 	}
-	return s.agentPool(s.poolProperties(snap, *p), name), status, nil
+	props = s.poolProperties(snap, *p)
+	if st != nil {
+		props.ProvisioningState = to.Ptr(st.kind) // accepted; see putCluster
+	}
+	return s.agentPool(props, name), status, nil
 }
 
 // --- mesh revision profile ---
