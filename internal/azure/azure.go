@@ -126,6 +126,24 @@ func (p *Provider) UnregisterFeature(ctx context.Context, name string) (Feature,
 	return feature(r.FeatureResult), nil
 }
 
+// ListFeatures is `az feature list --namespace Microsoft.ContainerService`.
+func (p *Provider) ListFeatures(ctx context.Context) ([]Feature, error) {
+	var out []Feature
+	pager := p.features.NewListPager(ProviderNamespace, nil)
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, p.explain(err, "list the features of "+ProviderNamespace)
+		}
+		for _, r := range page.Value {
+			if r != nil {
+				out = append(out, feature(*r))
+			}
+		}
+	}
+	return out, nil
+}
+
 // RegisterProvider is `az provider register`: it refreshes the provider's
 // registration so that feature states take effect, and returns its state.
 func (p *Provider) RegisterProvider(ctx context.Context) (string, error) {

@@ -43,6 +43,9 @@ func TestDocumentFlowThroughTheSDK(t *testing.T) {
 	if err != nil || f.Properties.State != "Registered" {
 		t.Fatalf("wait registered: %+v %v", f, err)
 	}
+	if list, err := p.ListFeatures(ctx); err != nil || len(list) != 1 || list[0].Properties.State != "Registered" {
+		t.Fatalf("list: %+v %v", list, err)
+	}
 	if state, err := p.RegisterProvider(ctx); err != nil || state != "Registered" {
 		t.Fatalf("provider register: %q %v", state, err)
 	}

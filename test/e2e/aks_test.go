@@ -109,6 +109,10 @@ func TestAKSProvider(t *testing.T) {
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &f) != nil || f.Properties.State != "Registered" {
 			t.Fatalf("feature show --wait: %s", r)
 		}
+		var list []azure.Feature
+		if r := aks("feature", "list", "-o", "json"); r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil || len(list) == 0 || list[0].Properties.State != "Registered" {
+			t.Errorf("feature list: %s", r)
+		}
 		if r := aks("provider", "register"); r.code != 0 || !strings.Contains(r.stdout, "Microsoft.ContainerService: Registered") {
 			t.Fatalf("provider register: %s", r)
 		}

@@ -77,6 +77,13 @@ func (w *World) Options() *arm.ClientOptions {
 			resp.SetResponse(http.StatusOK, armfeatures.ClientUnregisterResponse{FeatureResult: w.feature(ns, name)}, nil)
 			return
 		},
+		NewListPager: func(ns string, _ *armfeatures.ClientListOptions) (resp azfake.PagerResponder[armfeatures.ClientListResponse]) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			f := w.feature(ns, w.KnownFeature)
+			resp.AddPage(http.StatusOK, armfeatures.ClientListResponse{FeatureOperationsListResult: armfeatures.FeatureOperationsListResult{Value: []*armfeatures.FeatureResult{&f}}}, nil)
+			return
+		},
 		Get: func(_ context.Context, ns, name string, _ *armfeatures.ClientGetOptions) (resp azfake.Responder[armfeatures.ClientGetResponse], errResp azfake.ErrorResponder) {
 			w.mu.Lock()
 			defer w.mu.Unlock()

@@ -209,6 +209,7 @@ long it waited and what to do.`,
 
 func newListCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	var format string
+	var az aks.Flags
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List every known feature and its state",
@@ -216,6 +217,19 @@ func newListCommand(flags *genericclioptions.ConfigFlags, streams genericiooptio
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := output.Validate(format, "json", "yaml", "table"); err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			if onAKS, err := az.AKS(); err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			} else if onAKS {
+				p, err := az.New()
+				if err != nil {
+					return exitcode.Wrap(exitcode.Usage, err)
+				}
+				features, err := p.ListFeatures(cmd.Context())
+				if err != nil {
+					return err
+				}
+				return printFeatureList(streams, format, features, make([]*v1alpha1.FeatureRegistration, len(features)))
 			}
 			c, err := kube.NewClients(flags)
 			if err != nil {
@@ -231,22 +245,34 @@ func newListCommand(flags *genericclioptions.ConfigFlags, streams genericiooptio
 				features = append(features, FromRegistration(name, known[name]))
 				regs = append(regs, known[name])
 			}
-			return printFeatures(streams, format, features, regs)
+			return printFeatureList(streams, format, features, regs)
 		},
 	}
 	addOutputFlag(cmd, &format, "table")
+	az.Add(cmd)
 	return cmd
 }
 
-// printFeatures writes one feature as an object and several as a list, as az does.
+// printFeatures writes one feature as an object, as az feature show does.
 func printFeatures(streams genericiooptions.IOStreams, format string, features []Feature, regs []*v1alpha1.FeatureRegistration) error {
-	var v any = features
-	if len(features) == 1 && format != "table" {
-		v = features[0]
-	}
-	if ok, err := output.Structured(streams.Out, format, v); ok {
+	if ok, err := output.Structured(streams.Out, format, features[0]); ok {
 		return err
 	}
+	return featureTable(streams, features, regs)
+}
+
+// printFeatureList writes features as a list, as az feature list does.
+func printFeatureList(streams genericiooptions.IOStreams, format string, features []Feature, regs []*v1alpha1.FeatureRegistration) error {
+	if features == nil {
+		features = []Feature{}
+	}
+	if ok, err := output.Structured(streams.Out, format, features); ok {
+		return err
+	}
+	return featureTable(streams, features, regs)
+}
+
+func featureTable(streams genericiooptions.IOStreams, features []Feature, regs []*v1alpha1.FeatureRegistration) error {
 	rows := make([][]string, len(features))
 	for i, f := range features {
 		applied, refreshed := "-", "never"
