@@ -88,9 +88,18 @@ func run(m *testing.M) int {
 		return 1
 	}
 	stateDir = filepath.Join(tmp, "state")
+	if keep := os.Getenv("MESHADDON_BENCH_KEEP"); keep != "" {
+		// Clusters outlive the run in this directory, and a later run with
+		// the same setting reuses them (the status benchmark's 50,000 pods
+		// take half an hour to create).
+		stateDir = keep
+	}
 	os.Setenv("MESHADDON_STATE", stateDir)
 	return m.Run()
 }
+
+// keepClusters reports whether MESHADDON_BENCH_KEEP keeps clusters.
+func keepClusters() bool { return os.Getenv("MESHADDON_BENCH_KEEP") != "" }
 
 func enabled() bool { return os.Getenv("MESHADDON_BENCH") == "1" }
 
@@ -170,6 +179,10 @@ func mustMeshaddonEnv(t *testing.T, env []string, args ...string) result {
 // when it fails half-way; `local down` of a cluster already down is a no-op.
 func downAtCleanup(t *testing.T, name string, env ...string) {
 	t.Helper()
+	if keepClusters() {
+		t.Logf("MESHADDON_BENCH_KEEP: cluster %s stays up in %s", name, stateDir)
+		return
+	}
 	t.Cleanup(func() {
 		if r := meshaddonEnv(t, env, "local", "down", "--name", name); r.code != 0 {
 			t.Errorf("local down --name %s: %s", name, r)
