@@ -107,8 +107,8 @@ func ModeOf(spec *corev1.PodSpec) Mode {
 
 // revisionOf finds the revision that injected the pod: the injector records
 // it in the status annotation; the pod's istio.io/rev label is the fallback.
-func revisionOf(p *corev1.Pod) string {
-	if s := p.Annotations[StatusAnnotation]; s != "" {
+func revisionOf(p metav1.Object) string {
+	if s := p.GetAnnotations()[StatusAnnotation]; s != "" {
 		var st struct {
 			Revision string `json:"revision"`
 		}
@@ -116,7 +116,7 @@ func revisionOf(p *corev1.Pod) string {
 			return st.Revision
 		}
 	}
-	return p.Labels[RevisionLabel]
+	return p.GetLabels()[RevisionLabel]
 }
 
 func names(cs []corev1.Container) string {
@@ -133,15 +133,15 @@ func names(cs []corev1.Container) string {
 // ownerOf names the workload a pod belongs to without extra reads: a
 // ReplicaSet's Deployment is its name minus the pod-template-hash suffix. A
 // Job's CronJob needs the Job itself; Resolver.Resolve fills that in.
-func ownerOf(p *corev1.Pod) Workload {
+func ownerOf(p metav1.Object) Workload {
 	ref := metav1.GetControllerOf(p)
 	if ref == nil {
-		return Workload{Kind: "Pod", Namespace: p.Namespace, Name: p.Name}
+		return Workload{Kind: "Pod", Namespace: p.GetNamespace(), Name: p.GetName()}
 	}
-	w := Workload{Kind: ref.Kind, Namespace: p.Namespace, Name: ref.Name}
+	w := Workload{Kind: ref.Kind, Namespace: p.GetNamespace(), Name: ref.Name}
 	if ref.Kind == "ReplicaSet" {
-		if hash := p.Labels["pod-template-hash"]; hash != "" && strings.HasSuffix(ref.Name, "-"+hash) {
-			w = Workload{Kind: "Deployment", Namespace: p.Namespace, Name: strings.TrimSuffix(ref.Name, "-"+hash)}
+		if hash := p.GetLabels()["pod-template-hash"]; hash != "" && strings.HasSuffix(ref.Name, "-"+hash) {
+			w = Workload{Kind: "Deployment", Namespace: p.GetNamespace(), Name: strings.TrimSuffix(ref.Name, "-"+hash)}
 		}
 	}
 	return w
@@ -207,4 +207,70 @@ func Nodes(ctx context.Context, kube kubernetes.Interface) ([]meshversion.Node, 
 		}
 		opts.Continue = list.Continue
 	}
+}
+
+// EachPageInOrder lists the pods of namespaces, workers namespaces at a
+// time, and calls fn with their pages in namespace order and, within a
+// namespace, as the server returns them: for namespaces sorted by name the
+// output is the same as one all-namespaces listing's, but the server
+// answers several requests at once. Only pages of namespaces ahead of the
+// one being printed wait in memory, as rows, not pod objects.
+func EachPageInOrder(ctx context.Context, kube kubernetes.Interface, namespaces []string, o ListOptions, workers int, fn func([]Pod) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	type page struct {
+		rows []Pod
+		err  error
+	}
+	pages := make([]chan page, len(namespaces))
+	for i := range pages {
+		pages[i] = make(chan page, 64)
+	}
+	next := make(chan int)
+	go func() {
+		defer close(next)
+		for i := range namespaces {
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for range max(workers, 1) {
+		go func() {
+			for i := range next {
+				scoped := o
+				scoped.Namespace = namespaces[i]
+				err := EachPage(ctx, kube, scoped, func(rows []Pod) error {
+					select {
+					case pages[i] <- page{rows: rows}:
+						return nil
+					case <-ctx.Done():
+						return context.Cause(ctx)
+					}
+				})
+				if err != nil {
+					select {
+					case pages[i] <- page{err: err}:
+					case <-ctx.Done():
+					}
+				}
+				close(pages[i])
+			}
+		}()
+	}
+	for i := range namespaces {
+		for p := range pages[i] {
+			if p.err != nil {
+				cancel(p.err)
+				return p.err
+			}
+			if err := fn(p.rows); err != nil {
+				cancel(err)
+				return err
+			}
+		}
+	}
+	return nil
 }

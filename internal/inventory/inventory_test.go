@@ -1,11 +1,18 @@
 package inventory
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/utils/ptr"
 )
 
@@ -90,5 +97,58 @@ func TestParseMode(t *testing.T) {
 	}
 	if m, err := ParseMode("classic"); err != nil || m != Classic {
 		t.Errorf("ParseMode(classic) = %v %v", m, err)
+	}
+}
+
+func TestModeOfStatus(t *testing.T) {
+	for annotation, want := range map[string]Mode{
+		// As istiod writes it for a native and a classic injection.
+		`{"initContainers":["istio-init","istio-proxy"],"containers":null,"volumes":["istio-envoy"],"imagePullSecrets":null,"revision":"asm-1-27"}`: Native,
+		`{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["istio-envoy"],"imagePullSecrets":null,"revision":"asm-1-27"}`:    Classic,
+		``:                None,
+		`not json`:        None,
+		`{"revision":""}`: None,
+	} {
+		if got := ModeOfStatus(annotation); got != want {
+			t.Errorf("ModeOfStatus(%q) = %s, want %s", annotation, got, want)
+		}
+	}
+}
+
+func TestEachPageInOrder(t *testing.T) {
+	var objs []runtime.Object
+	for _, ns := range []string{"c", "a", "b"} {
+		for i := range 3 {
+			objs = append(objs, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("p%d", i)}})
+		}
+	}
+	kube := fake.NewClientset(objs...)
+	var got []string
+	err := EachPageInOrder(context.Background(), kube, []string{"a", "b", "c"}, ListOptions{PageSize: 2}, 3, func(rows []Pod) error {
+		for _, r := range rows {
+			got = append(got, r.Namespace+"/"+r.Name)
+		}
+		return nil
+	})
+	want := "a/p0 a/p1 a/p2 b/p0 b/p1 b/p2 c/p0 c/p1 c/p2"
+	if err != nil || strings.Join(got, " ") != want {
+		t.Fatalf("got %v, %v; want %s", got, err, want)
+	}
+	// A failing namespace stops the listing with its error.
+	kube.PrependReactor("list", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetNamespace() == "b" {
+			return true, nil, errors.New("b is broken")
+		}
+		return false, nil, nil
+	})
+	got = nil
+	err = EachPageInOrder(context.Background(), kube, []string{"a", "b", "c"}, ListOptions{}, 2, func(rows []Pod) error {
+		for _, r := range rows {
+			got = append(got, r.Namespace)
+		}
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "b is broken") || slices.Contains(got, "c") {
+		t.Fatalf("got %v, %v; want a's pods, then b's error", got, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
@@ -22,7 +23,9 @@ import (
 
 // Env reads the cluster's facts once, on first use, for every check.
 type Env struct {
-	Kube          kubernetes.Interface
+	Kube kubernetes.Interface
+	// Metadata, when set, lists pods as metadata only (see Pods).
+	Metadata      metadata.Interface
 	Client        client.Client
 	MeshNamespace string
 	// Policy is the version policy when the cluster has no MeshProfile
@@ -49,6 +52,23 @@ func load[T any](e *Env, name string, fn func() (T, error)) (T, error) {
 	o.once.Do(func() { o.v, o.err = fn() })
 	v, _ := o.v.(T)
 	return v, o.err
+}
+
+// Prefetch starts reading every fact at once, so the slow reads (every
+// pod, every node) overlap instead of queueing behind one another; checks
+// then find them cached. Errors are kept for the checks to report.
+func (e *Env) Prefetch(ctx context.Context) {
+	for _, read := range []func(context.Context){
+		func(ctx context.Context) { _, _ = e.Pods(ctx) },
+		func(ctx context.Context) { _, _ = e.Nodes(ctx) },
+		func(ctx context.Context) { _, _ = e.Managed(ctx) },
+		func(ctx context.Context) { _, _ = e.Profile(ctx) },
+		func(ctx context.Context) { _, _ = e.Istiods(ctx) },
+		func(ctx context.Context) { _, _ = e.Webhooks(ctx) },
+		func(ctx context.Context) { _, _ = e.Namespaces(ctx) },
+	} {
+		go read(ctx)
+	}
 }
 
 // Managed is the managed cluster as ARM shows it (nil without ARM).
@@ -216,12 +236,32 @@ type PodFacts struct {
 	Workloads []inventory.WorkloadSummary
 }
 
-// Pods reads every pod once, in pages, keeping only counts.
+// podListers is how many namespaces' pods are listed at once.
+const podListers = 4
+
+// Pods reads every pod once, in pages, keeping only counts: as metadata,
+// several namespaces at a time, when Metadata is set; else whole pods.
 func (e *Env) Pods(ctx context.Context) (*PodFacts, error) {
 	return load(e, "pods", func() (*PodFacts, error) {
 		f := &PodFacts{ByRevision: map[string]map[inventory.Mode]int{}}
 		sum := inventory.NewSummarizer()
-		err := inventory.EachPage(ctx, e.Kube, inventory.ListOptions{PageSize: 1000}, func(rows []inventory.Pod) error {
+		each := func(fn func([]inventory.Pod) error) error {
+			return inventory.EachPage(ctx, e.Kube, inventory.ListOptions{PageSize: 1000}, fn)
+		}
+		if e.Metadata != nil {
+			nss, err := e.Namespaces(ctx)
+			if err != nil {
+				return nil, err
+			}
+			names := make([]string, len(nss))
+			for i := range nss {
+				names[i] = nss[i].Name
+			}
+			each = func(fn func([]inventory.Pod) error) error {
+				return inventory.EachMetadataPage(ctx, e.Metadata, names, 1000, podListers, fn)
+			}
+		}
+		err := each(func(rows []inventory.Pod) error {
 			sum.Add(rows)
 			for _, r := range rows {
 				if r.Mode == inventory.None {

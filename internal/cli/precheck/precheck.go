@@ -13,6 +13,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 
 	"github.com/meshaddon/meshaddon/internal/cli/aks"
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
@@ -67,7 +68,11 @@ cluster that cannot be reached.`,
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
-			env := &precheck.Env{Kube: kc, Client: c.Client, MeshNamespace: o.MeshNamespace, Policy: pol}
+			md, err := metadata.NewForConfig(&cfg)
+			if err != nil {
+				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			env := &precheck.Env{Kube: kc, Metadata: md, Client: c.Client, MeshNamespace: o.MeshNamespace, Policy: pol}
 			if onAKS, err := o.AKS.AKS(); err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			} else if onAKS {
@@ -78,6 +83,7 @@ cluster that cannot be reached.`,
 			if _, err := env.ServerVersion(cmd.Context()); err != nil {
 				return exitcode.Wrap(exitcode.Usage, fmt.Errorf("cannot reach the cluster at %s: %s", c.Config.Host, oneLine(err)))
 			}
+			env.Prefetch(cmd.Context())
 			report := precheck.Run(cmd.Context(), env, precheck.Checks)
 			return o.print(cmd.Context(), report)
 		},

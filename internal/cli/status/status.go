@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -137,7 +138,7 @@ func (o *Options) Run(ctx context.Context) error {
 		return o.runWorkloads(ctx, list)
 	}
 	p := o.printer()
-	err := inventory.EachPage(ctx, o.kube, list, func(rows []inventory.Pod) error {
+	err := o.eachPage(ctx, list, func(rows []inventory.Pod) error {
 		if o.mode != "" {
 			kept := rows[:0]
 			for _, r := range rows {
@@ -155,9 +156,32 @@ func (o *Options) Run(ctx context.Context) error {
 	return p.done()
 }
 
+// listers is how many namespaces -A lists at once: the API server answers
+// one LIST with about one core, so a few at once keep it busy while this
+// side decodes and prints.
+const listers = 3
+
+// eachPage lists the pods in pages: for -A namespace by namespace, a few
+// at once, printed in the order one all-namespaces LIST would give; when
+// namespaces cannot be listed, with that one LIST.
+func (o *Options) eachPage(ctx context.Context, list inventory.ListOptions, fn func([]inventory.Pod) error) error {
+	if list.Namespace == "" {
+		nss, err := o.kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		if err == nil {
+			names := make([]string, len(nss.Items))
+			for i := range nss.Items {
+				names[i] = nss.Items[i].Name
+			}
+			sort.Strings(names)
+			return inventory.EachPageInOrder(ctx, o.kube, names, list, listers, fn)
+		}
+	}
+	return inventory.EachPage(ctx, o.kube, list, fn)
+}
+
 func (o *Options) runWorkloads(ctx context.Context, list inventory.ListOptions) error {
 	sum := inventory.NewSummarizer()
-	if err := inventory.EachPage(ctx, o.kube, list, func(rows []inventory.Pod) error { sum.Add(rows); return nil }); err != nil {
+	if err := o.eachPage(ctx, list, func(rows []inventory.Pod) error { sum.Add(rows); return nil }); err != nil {
 		return fmt.Errorf("list pods: %w", err)
 	}
 	jobs, err := inventory.JobOwners(ctx, o.kube, list.Namespace)
