@@ -527,6 +527,14 @@ func countStatusPods(ctx context.Context, kc kubernetes.Interface) (total, runni
 // making progress for two minutes (or after 20), it logs and goes on.
 func waitStatusPodsRunning(t *testing.T, kc kubernetes.Interface, want int) {
 	t.Helper()
+	runningWait := 20 * time.Minute
+	if v := os.Getenv("MESHADDON_BENCH_RUNNING_WAIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("MESHADDON_BENCH_RUNNING_WAIT=%q: %v", v, err)
+		}
+		runningWait = d
+	}
 	start, lastChange, last := time.Now(), time.Now(), -1
 	for {
 		_, running, err := countStatusPods(context.Background(), kc)
@@ -539,7 +547,7 @@ func waitStatusPodsRunning(t *testing.T, kc kubernetes.Interface, want int) {
 				last, lastChange = running, time.Now()
 			}
 		}
-		if time.Since(lastChange) > 2*time.Minute || time.Since(start) > 20*time.Minute {
+		if time.Since(lastChange) > 2*time.Minute || time.Since(start) > runningWait {
 			t.Logf("only %d of %d pods Running after %s; measuring anyway", last, want, time.Since(start).Round(time.Second))
 			return
 		}
