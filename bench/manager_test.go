@@ -27,7 +27,7 @@ import (
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/kube"
-	"github.com/meshaddon/meshaddon/internal/manager"
+	"github.com/meshaddon/meshaddon/internal/platform"
 	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
 )
 
@@ -394,7 +394,7 @@ func startEnvWatch(t *testing.T, ctx context.Context, kc kubernetes.Interface) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &envWatch{kc: kc, rv: d.ResourceVersion, env: deploymentEnv(d)}
+	e := &envWatch{kc: kc, rv: d.ResourceVersion, env: platform.NativeSidecarsValue(d)}
 	if err := e.watch(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +425,7 @@ func (e *envWatch) until(ctx context.Context, want string) (time.Time, error) {
 			if !ok {
 				continue
 			}
-			e.rv, e.env = d.ResourceVersion, deploymentEnv(d)
+			e.rv, e.env = d.ResourceVersion, platform.NativeSidecarsValue(d)
 			if e.env == want {
 				return time.Now(), nil
 			}
@@ -441,29 +441,13 @@ func (e *envWatch) until(ctx context.Context, want string) (time.Time, error) {
 
 func (e *envWatch) stop() { e.w.Stop() }
 
-// deploymentEnv is ENABLE_NATIVE_SIDECARS of istiod's discovery container,
-// or "unset".
-func deploymentEnv(d *appsv1.Deployment) string {
-	for _, c := range d.Spec.Template.Spec.Containers {
-		if c.Name != manager.IstiodContainer {
-			continue
-		}
-		for _, env := range c.Env {
-			if env.Name == manager.NativeSidecarsEnv {
-				return env.Value
-			}
-		}
-	}
-	return "unset"
-}
-
 func istiodEnv(t *testing.T, kc kubernetes.Interface) string {
 	t.Helper()
 	d, err := kc.AppsV1().Deployments(istioNS).Get(context.Background(), benchIstiod, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return deploymentEnv(d)
+	return platform.NativeSidecarsValue(d)
 }
 
 // waitRollout waits until the Deployment's rollout is complete: every

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshaddon/meshaddon/internal/azure"
+	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 )
 
 // Providers a command can talk to.
@@ -61,6 +62,17 @@ func (f *Flags) AKS() (bool, error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("unknown provider %q: want cluster or aks", f.Provider)
+}
+
+// Open returns the provider for --provider aks and nil for the cluster
+// provider; its errors are usage errors (exit 2).
+func (f *Flags) Open() (*azure.Provider, error) {
+	onAKS, err := f.AKS()
+	if err != nil || !onAKS {
+		return nil, exitcode.Wrap(exitcode.Usage, err)
+	}
+	p, err := f.New()
+	return p, exitcode.Wrap(exitcode.Usage, err)
 }
 
 // New signs in with DefaultAzureCredential (environment, workload identity,

@@ -97,13 +97,11 @@ func newChangeCommand(flags *genericclioptions.ConfigFlags, streams genericioopt
 			if err := output.Validate(format, "json", "yaml", "table"); err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
-			if onAKS, err := az.AKS(); err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
-			} else if onAKS {
-				p, err := az.New()
-				if err != nil {
-					return exitcode.Wrap(exitcode.Usage, err)
-				}
+			p, err := az.Open()
+			if err != nil {
+				return err
+			}
+			if p != nil {
 				change := p.RegisterFeature
 				if desired == v1alpha1.StateNotRegistered {
 					change = p.UnregisterFeature
@@ -155,13 +153,11 @@ long it waited and what to do.`,
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
 			var get func(ctx context.Context) (Feature, *v1alpha1.FeatureRegistration, error)
-			if onAKS, err := az.AKS(); err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
-			} else if onAKS {
-				p, err := az.New()
-				if err != nil {
-					return exitcode.Wrap(exitcode.Usage, err)
-				}
+			p, err := az.Open()
+			if err != nil {
+				return err
+			}
+			if p != nil {
 				get = func(ctx context.Context) (Feature, *v1alpha1.FeatureRegistration, error) {
 					f, err := p.GetFeature(ctx, name)
 					return f, nil, err
@@ -218,13 +214,11 @@ func newListCommand(flags *genericclioptions.ConfigFlags, streams genericiooptio
 			if err := output.Validate(format, "json", "yaml", "table"); err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
-			if onAKS, err := az.AKS(); err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
-			} else if onAKS {
-				p, err := az.New()
-				if err != nil {
-					return exitcode.Wrap(exitcode.Usage, err)
-				}
+			p, err := az.Open()
+			if err != nil {
+				return err
+			}
+			if p != nil {
 				features, err := p.ListFeatures(cmd.Context())
 				if err != nil {
 					return err

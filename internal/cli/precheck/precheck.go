@@ -73,12 +73,8 @@ cluster that cannot be reached.`,
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
 			env := &precheck.Env{Kube: kc, Metadata: md, Client: c.Client, MeshNamespace: o.MeshNamespace, Policy: pol}
-			if onAKS, err := o.AKS.AKS(); err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
-			} else if onAKS {
-				if env.ARM, err = o.AKS.New(); err != nil {
-					return exitcode.Wrap(exitcode.Usage, err)
-				}
+			if env.ARM, err = o.AKS.Open(); err != nil {
+				return err
 			}
 			if _, err := env.ServerVersion(cmd.Context()); err != nil {
 				return exitcode.Wrap(exitcode.Usage, fmt.Errorf("cannot reach the cluster at %s: %s", c.Config.Host, oneLine(err)))

@@ -37,13 +37,11 @@ this command (the document's step 3).`,
 		Example: "  meshaddon provider register",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if onAKS, err := az.AKS(); err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
-			} else if onAKS {
-				p, err := az.New()
-				if err != nil {
-					return exitcode.Wrap(exitcode.Usage, err)
-				}
+			p, err := az.Open()
+			if err != nil {
+				return err
+			}
+			if p != nil {
 				state, err := p.RegisterProvider(cmd.Context())
 				if err != nil {
 					return err

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/azure"
 	"github.com/meshaddon/meshaddon/internal/cli/aks"
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 	"github.com/meshaddon/meshaddon/internal/kube"
@@ -43,10 +44,12 @@ istiod Deployment runs with the decided ENABLE_NATIVE_SIDECARS. Prints what chan
 		Example: "  meshaddon reconcile --timeout 2m",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if onAKS, err := o.AKS.AKS(); err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
-			} else if onAKS {
-				return o.RunAKS(cmd.Context())
+			p, err := o.AKS.Open()
+			if err != nil {
+				return err
+			}
+			if p != nil {
+				return o.RunAKS(cmd.Context(), p)
 			}
 			c, err := kube.NewClients(flags)
 			if err != nil {
@@ -76,11 +79,7 @@ func (o *Options) Run(ctx context.Context, cl client.Client) error {
 
 // RunAKS is the platform's forced reconcile, `az aks update`: a PUT of the
 // managed cluster as it is, waited on as a long-running operation.
-func (o *Options) RunAKS(ctx context.Context) error {
-	p, err := o.AKS.New()
-	if err != nil {
-		return exitcode.Wrap(exitcode.Usage, err)
-	}
+func (o *Options) RunAKS(ctx context.Context, p *azure.Provider) error {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	c, err := p.GetCluster(ctx)

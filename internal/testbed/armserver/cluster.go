@@ -14,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/containerservice/armcontainerservice/v8"
 	acsfake "github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/containerservice/armcontainerservice/v8/fake"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/version"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
@@ -87,21 +88,16 @@ func (snap *snapshot) systemPool() string {
 // currentVersion is what the pool's nodes run: the oldest kubelet, so a
 // half-upgraded pool is not reported as upgraded.
 func currentVersion(p nodepool.Pool) string {
-	var oldest string
+	var oldest *version.Version
 	for _, v := range p.Versions {
-		kv, err := meshversion.ParseKube(v)
-		if err != nil {
-			continue
-		}
-		if oldest == "" {
-			oldest = kv.String()
-			continue
-		}
-		if o, _ := meshversion.ParseKube(oldest); kv.LessThan(o) {
-			oldest = kv.String()
+		if kv, err := meshversion.ParseKube(v); err == nil && (oldest == nil || kv.LessThan(oldest)) {
+			oldest = kv
 		}
 	}
-	return oldest
+	if oldest == nil {
+		return ""
+	}
+	return oldest.String()
 }
 
 // poolProperties is an agent pool as the platform shows it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -81,7 +82,7 @@ func (s *Server) featureServer() *featuresfake.Server {
 // desired is not empty.
 func (s *Server) feature(ctx context.Context, ns, name, desired string) (armfeatures.FeatureResult, error) {
 	canonical := v1alpha1.FeatureName(name)
-	if !strings.EqualFold(ns, providerNamespace) || !isKnown(canonical) {
+	if !strings.EqualFold(ns, providerNamespace) || !slices.Contains(v1alpha1.KnownFeatures, canonical) {
 		return armfeatures.FeatureResult{}, &Error{Status: http.StatusNotFound, Code: "FeatureNotFound",
 			Message: fmt.Sprintf("The feature '%s' could not be found in namespace '%s'. Known features: %s/%s.", name, ns, providerNamespace, strings.Join(v1alpha1.KnownFeatures, ", "))}
 	}
@@ -96,15 +97,6 @@ func (s *Server) feature(ctx context.Context, ns, name, desired string) (armfeat
 		return armfeatures.FeatureResult{}, internalError(err)
 	}
 	return s.featureResult(canonical, fr), nil
-}
-
-func isKnown(name string) bool {
-	for _, k := range v1alpha1.KnownFeatures {
-		if k == name {
-			return true
-		}
-	}
-	return false
 }
 
 // features lists the known features of ns (all of them for "").
