@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -109,6 +111,52 @@ type MeshProfileStatus struct {
 	// LastHandledReconcileAt echoes the last reconcile request the manager acted on.
 	// +optional
 	LastHandledReconcileAt string `json:"lastHandledReconcileAt,omitempty"`
+	// Pods counts the cluster's pods by how they were injected, kept by the
+	// manager from a watch of pod metadata.
+	// +optional
+	Pods *PodCensus `json:"pods,omitempty"`
+}
+
+const (
+	// CensusListMax bounds the lists of a PodCensus; the counts are complete.
+	CensusListMax = 20
+	// CensusHeartbeat is how often the manager confirms an unchanged census.
+	CensusHeartbeat = 30 * time.Second
+)
+
+// PodCensus is the manager's running count of pods by injection mode: what
+// precheck reports without listing every pod of a big cluster. The manager
+// writes it within a second of a change and confirms it at least every
+// CensusHeartbeat, so a stale ObservedTime means no manager keeps it.
+type PodCensus struct {
+	// ObservedTime is when the manager last wrote or confirmed the counts.
+	ObservedTime metav1.Time `json:"observedTime"`
+	// Total is every pod of the cluster; NotInjected those without istio-proxy.
+	Total       int32 `json:"total"`
+	NotInjected int32 `json:"notInjected"`
+	// Revisions count the injected pods by the revision that injected them.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Revisions []RevisionPods `json:"revisions,omitempty"`
+	// Overrides are pods annotated sidecar.istio.io/nativeSidecar, as
+	// namespace/name=value, sorted, at most CensusListMax of OverrideCount.
+	// +optional
+	Overrides     []string `json:"overrides,omitempty"`
+	OverrideCount int32    `json:"overrideCount"`
+	// ClassicJobs are the Jobs and CronJobs whose pods run classic sidecars,
+	// as namespace/Kind/name, sorted, at most CensusListMax of ClassicJobCount.
+	// +optional
+	ClassicJobs     []string `json:"classicJobs,omitempty"`
+	ClassicJobCount int32    `json:"classicJobCount"`
+}
+
+// RevisionPods counts one revision's injected pods by mode. Name is empty
+// for pods whose injecting revision cannot be told.
+type RevisionPods struct {
+	Name    string `json:"name"`
+	Native  int32  `json:"native"`
+	Classic int32  `json:"classic"`
 }
 
 // MeshProfile is the mesh add-on's configuration: one per cluster, named default.

@@ -108,14 +108,19 @@ func JobOwners(ctx context.Context, kube kubernetes.Interface, namespace string)
 		if err != nil {
 			return nil, err
 		}
-		for _, j := range list.Items {
-			if ref := metav1.GetControllerOf(&j); ref != nil && ref.Kind == "CronJob" {
-				out[Workload{Kind: "Job", Namespace: j.Namespace, Name: j.Name}] = Workload{Kind: "CronJob", Namespace: j.Namespace, Name: ref.Name}
-			}
+		for i := range list.Items {
+			addCronJobOf(out, &list.Items[i])
 		}
 		if list.Continue == "" {
 			return out, nil
 		}
 		opts.Continue = list.Continue
+	}
+}
+
+// addCronJobOf records the CronJob that owns job, if one does.
+func addCronJobOf(owners map[Workload]Workload, job metav1.Object) {
+	if ref := metav1.GetControllerOf(job); ref != nil && ref.Kind == "CronJob" {
+		owners[Workload{Kind: "Job", Namespace: job.GetNamespace(), Name: job.GetName()}] = Workload{Kind: "CronJob", Namespace: job.GetNamespace(), Name: ref.Name}
 	}
 }

@@ -1,6 +1,7 @@
 // Package manager is the add-on manager: controllers that register preview
 // features and decide, per mesh revision, whether istiod injects native or
-// classic sidecars, keeping ENABLE_NATIVE_SIDECARS on every istiod so.
+// classic sidecars, keeping ENABLE_NATIVE_SIDECARS on every istiod so; and
+// one that keeps the MeshProfile's census of pods by injection mode.
 package manager
 
 import (
@@ -11,8 +12,11 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
@@ -22,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/kube"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
@@ -45,7 +50,7 @@ type Options struct {
 // LeaderElectionID names the lease all instances compete for.
 const LeaderElectionID = "meshaddon-manager.meshaddon.dev"
 
-// New builds a manager with both controllers, health checks and metrics.
+// New builds a manager with its controllers, health checks and metrics.
 func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	istiod, err := labels.Parse(IstiodLabel)
 	if err != nil {
@@ -67,6 +72,9 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Node{}:       {Transform: slimNode},
 				&appsv1.Deployment{}: {Namespaces: map[string]cache.Config{o.MeshNamespace: {}}, Label: istiod},
+				// The census reads pods and Jobs as metadata, slimmed.
+				metadataOf(corev1.SchemeGroupVersion.WithKind("Pod")):  {Transform: inventory.SlimPodMetadata},
+				metadataOf(batchv1.SchemeGroupVersion.WithKind("Job")): {Transform: inventory.SlimJobMetadata},
 			},
 		},
 	}
@@ -93,10 +101,13 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := (&FeatureReconciler{Client: mgr.GetClient(), Delay: o.FeatureDelay, Clock: clock.RealClock{}}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
+	if err := (&CensusReconciler{Client: mgr.GetClient(), Clock: clock.RealClock{}}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
-	// Ready once the caches hold every node and istiod Deployment.
+	// Ready once the caches hold every node, istiod Deployment, pod and Job.
 	if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
 		defer cancel()
@@ -108,4 +119,11 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// metadataOf is the cache key of a metadata-only informer of gvk.
+func metadataOf(gvk schema.GroupVersionKind) *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(gvk)
+	return m
 }

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/kube"
 	"github.com/meshaddon/meshaddon/internal/manager"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
@@ -479,4 +482,112 @@ func TestValidationRejectsBadInput(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "origin is fixed") {
 		t.Errorf("changing origin: %v", err)
 	}
+}
+
+// censusPod creates a pod whose metadata says how it was injected: status
+// is the injector's sidecar.istio.io/status annotation ("" = not injected).
+func censusPod(t *testing.T, ns, name, status, override string, owner *metav1.OwnerReference) *corev1.Pod {
+	t.Helper()
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	}
+	if status != "" {
+		p.Annotations[inventory.StatusAnnotation] = status
+	}
+	if override != "" {
+		p.Annotations[inventory.NativeSidecarOverride] = override
+	}
+	if owner != nil {
+		p.OwnerReferences = []metav1.OwnerReference{*owner}
+	}
+	if err := cl.Create(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func censusOf(t *testing.T) *v1alpha1.PodCensus {
+	t.Helper()
+	return profile(t).Status.Pods
+}
+
+func TestCensusCountsPodsByModeAndRevision(t *testing.T) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "census"}}
+	if err := cl.Create(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = kcs.CoreV1().Pods("census").DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}, metav1.ListOptions{})
+		_ = cl.Delete(ctx, ns)
+	})
+	addProfile(t, v1alpha1.MeshProfileSpec{Revisions: []string{"asm-1-27"}, NativeSidecarMode: "Auto"})
+
+	// What istiod writes (volumes cut short): classic puts istio-proxy
+	// among the containers, native among the init containers.
+	classic := `{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":["workload-socket","istio-envoy"],"imagePullSecrets":null,"revision":"asm-1-27"}`
+	native := `{"initContainers":["istio-proxy"],"containers":null,"volumes":["workload-socket","istio-envoy"],"imagePullSecrets":null,"revision":"asm-1-27"}`
+	older := `{"initContainers":["istio-init"],"containers":["istio-proxy"],"revision":"asm-1-26"}`
+
+	cron := &batchv1.CronJob{
+		ObjectMeta: metav1.ObjectMeta{Name: "nightly", Namespace: "census"},
+		Spec: batchv1.CronJobSpec{Schedule: "0 0 * * *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{
+			Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+		}}}},
+	}
+	if err := cl.Create(ctx, cron); err != nil {
+		t.Fatal(err)
+	}
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "nightly-29000000", Namespace: "census", OwnerReferences: []metav1.OwnerReference{
+			{APIVersion: "batch/v1", Kind: "CronJob", Name: cron.Name, UID: cron.UID, Controller: ptr.To(true)}}},
+		Spec: cron.Spec.JobTemplate.Spec,
+	}
+	if err := cl.Create(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cl.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground))
+		_ = cl.Delete(ctx, cron)
+	})
+	jobRef := &metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID, Controller: ptr.To(true)}
+
+	censusPod(t, "census", "classic-1", classic, "", nil)
+	censusPod(t, "census", "classic-2", classic, "", nil)
+	censusPod(t, "census", "native-1", native, "", nil)
+	censusPod(t, "census", "pinned", classic, "false", nil)
+	censusPod(t, "census", "old-rev", older, "", nil)
+	censusPod(t, "census", "plain", "", "", nil)
+	censusPod(t, "census", "job-pod", classic, "", jobRef)
+
+	want := v1alpha1.PodCensus{
+		Total: 7, NotInjected: 1,
+		Revisions:     []v1alpha1.RevisionPods{{Name: "asm-1-26", Classic: 1}, {Name: "asm-1-27", Native: 1, Classic: 4}},
+		Overrides:     []string{"census/pinned=false"},
+		OverrideCount: 1,
+		// The Job's pods count under the CronJob that made the Job.
+		ClassicJobs:     []string{"census/CronJob/nightly"},
+		ClassicJobCount: 1,
+	}
+	counted := func() (bool, string) {
+		c := censusOf(t)
+		if c == nil {
+			return false, "no census"
+		}
+		got := *c
+		got.ObservedTime = metav1.Time{}
+		return equality.Semantic.DeepEqual(got, want), fmt.Sprintf("%+v", got)
+	}
+	eventually(t, 10*time.Second, "the census counts every pod", counted)
+	if age := time.Since(censusOf(t).ObservedTime.Time); age > v1alpha1.CensusHeartbeat {
+		t.Errorf("census observed %s ago, want within the heartbeat", age)
+	}
+
+	// A deleted pod leaves the count within the batching delay.
+	if err := kcs.CoreV1().Pods("census").Delete(ctx, "classic-2", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+		t.Fatal(err)
+	}
+	want.Total, want.Revisions[1].Classic = 6, 3
+	eventually(t, 10*time.Second, "the census drops the deleted pod", counted)
 }

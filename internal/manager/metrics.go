@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
@@ -20,10 +21,14 @@ var (
 		Name: "meshaddon_istiod_env_writes_total",
 		Help: "Writes of ENABLE_NATIVE_SIDECARS to istiod Deployments, by cause (decision, drift).",
 	}, []string{"cause"})
+	podsByMode = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "meshaddon_pods",
+		Help: "Pods by injecting revision and mode (native, classic; none with revision \"\"), from the census.",
+	}, []string{"revision", "mode"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcilesTotal, revisionNative, envWritesTotal)
+	metrics.Registry.MustRegister(reconcilesTotal, revisionNative, envWritesTotal, podsByMode)
 }
 
 func boolGauge(b bool) float64 {
@@ -31,4 +36,14 @@ func boolGauge(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// setPodGauges mirrors a census in podsByMode.
+func setPodGauges(c *v1alpha1.PodCensus) {
+	podsByMode.Reset()
+	podsByMode.WithLabelValues("", "none").Set(float64(c.NotInjected))
+	for _, r := range c.Revisions {
+		podsByMode.WithLabelValues(r.Name, "native").Set(float64(r.Native))
+		podsByMode.WithLabelValues(r.Name, "classic").Set(float64(r.Classic))
+	}
 }

@@ -38,11 +38,15 @@ var Checks = []Check{
 // maxListed keeps lists in messages short on big clusters.
 const maxListed = 5
 
-func listSome(items []string) string {
-	if len(items) <= maxListed {
-		return strings.Join(items, ", ")
+func listSome(items []string) string { return listSomeOf(items, len(items)) }
+
+// listSomeOf lists the first of items, which are the first of total.
+func listSomeOf(items []string, total int) string {
+	shown := items[:min(len(items), maxListed)]
+	if total <= len(shown) {
+		return strings.Join(shown, ", ")
 	}
-	return fmt.Sprintf("%s and %d more", strings.Join(items[:maxListed], ", "), len(items)-maxListed)
+	return fmt.Sprintf("%s and %d more", strings.Join(shown, ", "), total-len(shown))
 }
 
 func one(s Status, msg, hint string) []Result { return []Result{{Status: s, Message: msg, Hint: hint}} }
@@ -381,23 +385,15 @@ func checkInjection(ctx context.Context, e *Env) ([]Result, error) {
 }
 
 func checkPodModes(ctx context.Context, e *Env) ([]Result, error) {
-	pf, err := e.Pods(ctx)
+	pc, err := e.Pods(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if len(pf.ByRevision) == 0 {
-		return one(OK, "no injected pods yet", ""), nil
-	}
-	revs := make([]string, 0, len(pf.ByRevision))
-	for r := range pf.ByRevision {
-		revs = append(revs, r)
-	}
-	sort.Strings(revs)
-	var out []Result
-	for _, r := range revs {
-		m := pf.ByRevision[r]
-		msg := fmt.Sprintf("%s: %d native, %d classic", orUnknown(r), m[inventory.Native], m[inventory.Classic])
-		if m[inventory.Classic] > 0 {
+	out := []Result{{Status: OK, Message: fmt.Sprintf("%d pod(s), %d injected, %d not injected (%s)",
+		pc.Total, pc.Total-pc.NotInjected, pc.NotInjected, pc.Source)}}
+	for _, r := range pc.Revisions {
+		msg := fmt.Sprintf("%s: %d native, %d classic", orUnknown(r.Name), r.Native, r.Classic)
+		if r.Classic > 0 {
 			out = append(out, Result{Status: Warn, Message: msg, Hint: "restart classic workloads once istiod injects native: meshaddon migrate (list them: meshaddon status -A --workloads --mode classic)"})
 		} else {
 			out = append(out, Result{Status: OK, Message: msg})
@@ -407,32 +403,26 @@ func checkPodModes(ctx context.Context, e *Env) ([]Result, error) {
 }
 
 func checkOverrides(ctx context.Context, e *Env) ([]Result, error) {
-	pf, err := e.Pods(ctx)
+	pc, err := e.Pods(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if len(pf.Overrides) == 0 {
+	if pc.OverrideCount == 0 {
 		return one(OK, "no pod overrides the mode with sidecar.istio.io/nativeSidecar", ""), nil
 	}
-	return one(Warn, fmt.Sprintf("%d pod(s) override the mode with sidecar.istio.io/nativeSidecar: %s", len(pf.Overrides), listSome(pf.Overrides)),
+	return one(Warn, fmt.Sprintf("%d pod(s) override the mode with sidecar.istio.io/nativeSidecar: %s", pc.OverrideCount, listSomeOf(pc.Overrides, int(pc.OverrideCount))),
 		"these keep their own mode whatever istiod does; remove the annotation to follow the mesh"), nil
 }
 
 func checkJobs(ctx context.Context, e *Env) ([]Result, error) {
-	pf, err := e.Pods(ctx)
+	pc, err := e.Pods(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var jobs []string
-	for _, w := range pf.Workloads {
-		if (w.Kind == "Job" || w.Kind == "CronJob") && w.Classic > 0 {
-			jobs = append(jobs, w.Namespace+"/"+w.String())
-		}
-	}
-	if len(jobs) == 0 {
+	if pc.ClassicJobCount == 0 {
 		return one(OK, "no Job or CronJob runs with classic sidecars", ""), nil
 	}
-	return one(Warn, fmt.Sprintf("%d Job(s)/CronJob(s) run classic sidecars, which keep their pods from completing: %s", len(jobs), listSome(jobs)),
+	return one(Warn, fmt.Sprintf("%d Job(s)/CronJob(s) run classic sidecars, which keep their pods from completing: %s", pc.ClassicJobCount, listSomeOf(pc.ClassicJobs, int(pc.ClassicJobCount))),
 		"native mode fixes them: CronJobs pick it up at their next run; recreate Jobs after istiod injects native"), nil
 }
 

@@ -2,8 +2,10 @@ package precheck
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -35,6 +37,9 @@ type Env struct {
 	// pools and Mesh facts (--provider aks); the cluster's API still
 	// answers for Injection and Workloads.
 	ARM *azure.Provider
+	// ListPods counts pods by listing them even when the add-on manager
+	// keeps a census.
+	ListPods bool
 
 	once sync.Map // name → *onceValue
 }
@@ -226,59 +231,54 @@ func (e *Env) Namespaces(ctx context.Context) ([]corev1.Namespace, error) {
 	})
 }
 
-// PodFacts is what one pass over every pod tells.
-type PodFacts struct {
-	// ByRevision counts pods per injecting revision and mode.
-	ByRevision map[string]map[inventory.Mode]int
-	// Overrides are pods with sidecar.istio.io/nativeSidecar, as ns/name=value.
-	Overrides []string
-	// Workloads are the owning workloads with their counts.
-	Workloads []inventory.WorkloadSummary
+// PodCounts are the cluster's pods counted by injection, and how.
+type PodCounts struct {
+	v1alpha1.PodCensus
+	// Source says where the counts come from: the add-on manager's census
+	// and its age, or a listing by precheck and why.
+	Source string
 }
 
 // podListers is how many namespaces' pods are listed at once.
 const podListers = 4
 
-// Pods reads every pod once, in pages, keeping only counts: as metadata,
-// several namespaces at a time, when Metadata is set; else whole pods.
-func (e *Env) Pods(ctx context.Context) (*PodFacts, error) {
-	return load(e, "pods", func() (*PodFacts, error) {
-		f := &PodFacts{ByRevision: map[string]map[inventory.Mode]int{}}
-		sum := inventory.NewSummarizer()
-		each := func(fn func([]inventory.Pod) error) error {
-			return inventory.EachPage(ctx, e.Kube, inventory.ListOptions{PageSize: 1000}, fn)
+// CensusMaxAge is how old the manager's census may be for precheck to use
+// it: a manager that runs confirms it every CensusHeartbeat.
+const CensusMaxAge = 4 * v1alpha1.CensusHeartbeat
+
+// Pods counts every pod by injection. It reads the add-on manager's census
+// when the manager keeps one (a 50,000-pod cluster in one GET), else lists
+// the pods in pages keeping only counts: as metadata, several namespaces
+// at a time, when Metadata is set; else whole pods. ListPods always lists.
+func (e *Env) Pods(ctx context.Context) (*PodCounts, error) {
+	return load(e, "pods", func() (*PodCounts, error) {
+		why := "asked to list them"
+		if !e.ListPods {
+			why = "the add-on manager keeps no count"
+			if p, err := e.Profile(ctx); err == nil && p != nil && p.Status.Pods != nil {
+				age := time.Since(p.Status.Pods.ObservedTime.Time).Round(time.Second)
+				if age < CensusMaxAge {
+					return &PodCounts{PodCensus: *p.Status.Pods, Source: fmt.Sprintf("counted by the add-on manager %s ago", max(age, 0))}, nil
+				}
+				why = fmt.Sprintf("the add-on manager's count is %s old: is the manager running?", age)
+			}
 		}
+		c := inventory.NewCensus()
+		add := func(rows []inventory.Pod) error { c.Add(rows); return nil }
+		var err error
 		if e.Metadata != nil {
-			nss, err := e.Namespaces(ctx)
-			if err != nil {
+			var nss []corev1.Namespace
+			if nss, err = e.Namespaces(ctx); err != nil {
 				return nil, err
 			}
 			names := make([]string, len(nss))
 			for i := range nss {
 				names[i] = nss[i].Name
 			}
-			each = func(fn func([]inventory.Pod) error) error {
-				return inventory.EachMetadataPage(ctx, e.Metadata, names, 1000, podListers, fn)
-			}
+			err = inventory.EachMetadataPage(ctx, e.Metadata, names, 1000, podListers, add)
+		} else {
+			err = inventory.EachPage(ctx, e.Kube, inventory.ListOptions{PageSize: 1000}, add)
 		}
-		err := each(func(rows []inventory.Pod) error {
-			sum.Add(rows)
-			for _, r := range rows {
-				if r.Mode == inventory.None {
-					continue
-				}
-				m := f.ByRevision[r.Revision]
-				if m == nil {
-					m = map[inventory.Mode]int{}
-					f.ByRevision[r.Revision] = m
-				}
-				m[r.Mode]++
-				if r.Override != "" {
-					f.Overrides = append(f.Overrides, r.Namespace+"/"+r.Name+"="+r.Override)
-				}
-			}
-			return nil
-		})
 		if err != nil {
 			return nil, err
 		}
@@ -286,7 +286,6 @@ func (e *Env) Pods(ctx context.Context) (*PodFacts, error) {
 		if err != nil {
 			return nil, err
 		}
-		f.Workloads = sum.Workloads(jobs)
-		return f, nil
+		return &PodCounts{PodCensus: c.Result(jobs, time.Now()), Source: "listed by precheck: " + why}, nil
 	})
 }

@@ -162,6 +162,34 @@ func TestPrecheckAndStatus(t *testing.T) {
 		}
 	})
 
+	t.Run("the manager's pod census counts as a listing does", func(t *testing.T) {
+		counts := func(args ...string) (string, string) {
+			r := meshaddon(t, append([]string{"precheck", "-o", "json", "--kubeconfig", kcfg}, args...)...)
+			var rep precheckReport
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+				t.Fatalf("precheck -o json %v: %v\n%s", args, err, r)
+			}
+			modes := resultsOf(rep, "pods by mode")
+			if len(modes) == 0 {
+				t.Fatalf("no pods by mode in %s", r.stdout)
+			}
+			// The first line ends with where its counts come from.
+			first, source, _ := strings.Cut(modes[0], " (")
+			modes[0] = first
+			all := append(modes, resultsOf(rep, "per-pod overrides")...)
+			all = append(all, resultsOf(rep, "jobs with classic sidecars")...)
+			return strings.Join(all, "\n"), source
+		}
+		listed, source := counts("--list-pods")
+		if !strings.HasPrefix(source, "listed by precheck") || !strings.Contains(listed, "1 native, 2 classic") || !strings.Contains(listed, "mix/overridden=false") {
+			t.Fatalf("precheck --list-pods counts (%s):\n%s", source, listed)
+		}
+		waitFor(t, 30*time.Second, "the census equals the listing", func(context.Context) (bool, string) {
+			got, source := counts()
+			return got == listed && strings.HasPrefix(source, "counted by the add-on manager"), source + "\n" + got + "\nlisted:\n" + listed
+		})
+	})
+
 	t.Run("bad input is a clear usage error", func(t *testing.T) {
 		for _, c := range []struct {
 			args []string

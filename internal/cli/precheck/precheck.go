@@ -29,6 +29,7 @@ type Options struct {
 	Output        string
 	Policy        string
 	MeshNamespace string
+	ListPods      bool
 	AKS           aks.Flags
 }
 
@@ -43,10 +44,15 @@ sidecar mode: the preview feature, the control plane's and every node pool's Kub
 version, the mesh revisions and their istiod and webhooks, what ENABLE_NATIVE_SIDECARS
 means on each istiod, the workloads' sidecars, and your access for migrate.
 
+Pods are counted from the add-on manager's census (MeshProfile status.pods), which
+the manager keeps from a watch of pod metadata: one read however big the cluster.
+When no manager keeps a current one, or with --list-pods, precheck lists the pods.
+
 Exit status: 0 when nothing failed, 1 when a check failed, 2 for bad flags or a
 cluster that cannot be reached.`,
 		Example: `  meshaddon precheck
-  meshaddon precheck -o json`,
+  meshaddon precheck -o json
+  meshaddon precheck --list-pods   # count pods by listing them, not from the manager's census`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := output.Validate(o.Output, "", "table", "json"); err != nil {
@@ -72,7 +78,7 @@ cluster that cannot be reached.`,
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
-			env := &precheck.Env{Kube: kc, Metadata: md, Client: c.Client, MeshNamespace: o.MeshNamespace, Policy: pol}
+			env := &precheck.Env{Kube: kc, Metadata: md, Client: c.Client, MeshNamespace: o.MeshNamespace, Policy: pol, ListPods: o.ListPods}
 			if env.ARM, err = o.AKS.Open(); err != nil {
 				return err
 			}
@@ -87,6 +93,7 @@ cluster that cannot be reached.`,
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "Output format: table (default) or json")
 	cmd.Flags().StringVar(&o.Policy, "policy", meshversion.DefaultPolicy.Name, "Version policy when the cluster's MeshProfile does not name one: "+strings.Join(meshversion.PolicyNames(), " or "))
 	cmd.Flags().StringVar(&o.MeshNamespace, "mesh-namespace", "aks-istio-system", "Namespace of the istiod Deployments")
+	cmd.Flags().BoolVar(&o.ListPods, "list-pods", false, "Count pods by listing them instead of reading the add-on manager's census")
 	o.AKS.Add(cmd)
 	return cmd
 }
