@@ -168,12 +168,3 @@ func SlimJobMetadata(obj any) (any, error) {
 	}
 	return slim, nil
 }
-
-// JobOwnersOf maps each of jobs owned by a CronJob to that CronJob.
-func JobOwnersOf(jobs []metav1.PartialObjectMetadata) map[Workload]Workload {
-	out := map[Workload]Workload{}
-	for i := range jobs {
-		addCronJobOf(out, &jobs[i])
-	}
-	return out
-}

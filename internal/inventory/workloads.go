@@ -109,7 +109,7 @@ func JobOwners(ctx context.Context, kube kubernetes.Interface, namespace string)
 			return nil, err
 		}
 		for i := range list.Items {
-			addCronJobOf(out, &list.Items[i])
+			AddCronJobOf(out, &list.Items[i])
 		}
 		if list.Continue == "" {
 			return out, nil
@@ -118,8 +118,8 @@ func JobOwners(ctx context.Context, kube kubernetes.Interface, namespace string)
 	}
 }
 
-// addCronJobOf records the CronJob that owns job, if one does.
-func addCronJobOf(owners map[Workload]Workload, job metav1.Object) {
+// AddCronJobOf records the CronJob that owns job, if one does.
+func AddCronJobOf(owners map[Workload]Workload, job metav1.Object) {
 	if ref := metav1.GetControllerOf(job); ref != nil && ref.Kind == "CronJob" {
 		owners[Workload{Kind: "Job", Namespace: job.GetNamespace(), Name: job.GetName()}] = Workload{Kind: "CronJob", Namespace: job.GetNamespace(), Name: ref.Name}
 	}

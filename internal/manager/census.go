@@ -4,11 +4,14 @@ import (
 	"context"
 	"time"
 
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/metadata"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -16,8 +19,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/inventory"
@@ -28,12 +33,50 @@ import (
 const CensusDelay = time.Second
 
 // CensusReconciler keeps the MeshProfile's status.pods: every pod counted
-// by injection mode and revision, from a cache of pod and Job metadata
+// by injection mode and revision, from informers of pod and Job metadata
 // slimmed to what the count reads (inventory.SlimPodMetadata). It is what
 // lets precheck report the pods of a 50,000-pod cluster without listing them.
 type CensusReconciler struct {
 	client.Client
 	Clock clock.PassiveClock
+	// Pods and Jobs are the census's own informers (NewCensusInformer).
+	Pods, Jobs toolscache.SharedIndexInformer
+}
+
+// NewCensusInformer is a metadata informer of resource whose objects are
+// cut down by slim. Its lists are consistent reads in pages, each page cut
+// down as it arrives: an informer's usual first list (resourceVersion 0)
+// is served from the watch cache in one piece whatever the limit — every
+// pod of the cluster with its managedFields at once, close to 1 GiB at
+// 50,000 pods — and only then trimmed.
+func NewCensusInformer(md metadata.Interface, resource schema.GroupVersionResource, slim toolscache.TransformFunc) toolscache.SharedIndexInformer {
+	lw := &toolscache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			if opts.ResourceVersion == "0" {
+				opts.ResourceVersion = ""
+			}
+			list, err := md.Resource(resource).List(ctx, opts)
+			if err != nil {
+				return nil, err
+			}
+			for i := range list.Items {
+				s, err := slim(&list.Items[i])
+				if err != nil {
+					return nil, err
+				}
+				if m, ok := s.(*metav1.PartialObjectMetadata); ok {
+					list.Items[i] = *m
+				}
+			}
+			return list, nil
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			return md.Resource(resource).Watch(ctx, opts)
+		},
+	}
+	inf := toolscache.NewSharedIndexInformer(lw, &metav1.PartialObjectMetadata{}, 0, toolscache.Indexers{})
+	_ = inf.SetTransform(slim) // for watch events; fails only once started
+	return inf
 }
 
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
@@ -48,25 +91,28 @@ func (r *CensusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Get(ctx, req.NamespacedName, &profile); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	pods := &metav1.PartialObjectMetadataList{}
-	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	// Read-only: the cache's objects are not copied, 50,000 of them.
-	if err := r.List(ctx, pods, client.UnsafeDisableDeepCopy); err != nil {
-		return ctrl.Result{}, err
+	// A count of half-listed pods would be wrong, not early.
+	if !r.Pods.HasSynced() || !r.Jobs.HasSynced() {
+		return ctrl.Result{RequeueAfter: CensusDelay}, nil
 	}
-	jobs := &metav1.PartialObjectMetadataList{}
-	jobs.SetGroupVersionKind(batchv1.SchemeGroupVersion.WithKind("JobList"))
-	if err := r.List(ctx, jobs, client.UnsafeDisableDeepCopy); err != nil {
-		return ctrl.Result{}, err
+	// Read-only: the informers' objects are not copied, 50,000 of them.
+	pods := r.Pods.GetStore().List()
+	rows := make([]inventory.Pod, 0, len(pods))
+	for _, o := range pods {
+		if m, ok := o.(*metav1.PartialObjectMetadata); ok {
+			rows = append(rows, inventory.ClassifyMetadata(m))
+		}
+	}
+	jobOwners := map[inventory.Workload]inventory.Workload{}
+	for _, o := range r.Jobs.GetStore().List() {
+		if m, ok := o.(*metav1.PartialObjectMetadata); ok {
+			inventory.AddCronJobOf(jobOwners, m)
+		}
 	}
 	c := inventory.NewCensus()
-	rows := make([]inventory.Pod, len(pods.Items))
-	for i := range pods.Items {
-		rows[i] = inventory.ClassifyMetadata(&pods.Items[i])
-	}
 	c.Add(rows)
 	now := r.Clock.Now()
-	census := c.Result(inventory.JobOwnersOf(jobs.Items), now)
+	census := c.Result(jobOwners, now)
 
 	if prev := profile.Status.Pods; prev != nil {
 		age := now.Sub(prev.ObservedTime.Time)
@@ -87,9 +133,18 @@ func (r *CensusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	return ctrl.Result{RequeueAfter: v1alpha1.CensusHeartbeat}, nil
 }
 
-// SetupWithManager watches pod and Job metadata, batching their events
-// into one recount per CensusDelay, and the profile's creation.
+// SetupWithManager runs the informers (on the leader only, as the
+// controller) and watches them, batching their events into one recount per
+// CensusDelay, and the profile's creation.
 func (r *CensusReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	for _, inf := range []toolscache.SharedIndexInformer{r.Pods, r.Jobs} {
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+			inf.RunWithContext(ctx)
+			return nil
+		})); err != nil {
+			return err
+		}
+	}
 	batched := handler.Funcs{
 		CreateFunc: func(_ context.Context, _ event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 			q.AddAfter(profileRequest, CensusDelay)
@@ -105,8 +160,8 @@ func (r *CensusReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&v1alpha1.MeshProfile{}, builder.WithPredicates(predicate.Funcs{
 			UpdateFunc: func(event.UpdateEvent) bool { return false },
 		})).
-		WatchesMetadata(&corev1.Pod{}, batched, builder.WithPredicates(countedFieldsChanged)).
-		WatchesMetadata(&batchv1.Job{}, batched, builder.WithPredicates(countedFieldsChanged)).
+		WatchesRawSource(&source.Informer{Informer: r.Pods, Handler: batched, Predicates: []predicate.Predicate{countedFieldsChanged}}).
+		WatchesRawSource(&source.Informer{Informer: r.Jobs, Handler: batched, Predicates: []predicate.Predicate{countedFieldsChanged}}).
 		Named("census").
 		Complete(r)
 }

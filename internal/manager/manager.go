@@ -14,10 +14,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -72,9 +71,6 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Node{}:       {Transform: slimNode},
 				&appsv1.Deployment{}: {Namespaces: map[string]cache.Config{o.MeshNamespace: {}}, Label: istiod},
-				// The census reads pods and Jobs as metadata, slimmed.
-				metadataOf(corev1.SchemeGroupVersion.WithKind("Pod")):  {Transform: inventory.SlimPodMetadata},
-				metadataOf(batchv1.SchemeGroupVersion.WithKind("Job")): {Transform: inventory.SlimJobMetadata},
 			},
 		},
 	}
@@ -101,13 +97,22 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err := (&FeatureReconciler{Client: mgr.GetClient(), Delay: o.FeatureDelay, Clock: clock.RealClock{}}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := (&CensusReconciler{Client: mgr.GetClient(), Clock: clock.RealClock{}}).SetupWithManager(mgr); err != nil {
+	md, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := (&CensusReconciler{
+		Client: mgr.GetClient(),
+		Clock:  clock.RealClock{},
+		Pods:   NewCensusInformer(md, corev1.SchemeGroupVersion.WithResource("pods"), inventory.SlimPodMetadata),
+		Jobs:   NewCensusInformer(md, batchv1.SchemeGroupVersion.WithResource("jobs"), inventory.SlimJobMetadata),
+	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
-	// Ready once the caches hold every node, istiod Deployment, pod and Job.
+	// Ready once the caches hold every node and istiod Deployment.
 	if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
 		defer cancel()
@@ -119,11 +124,4 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
-}
-
-// metadataOf is the cache key of a metadata-only informer of gvk.
-func metadataOf(gvk schema.GroupVersionKind) *metav1.PartialObjectMetadata {
-	m := &metav1.PartialObjectMetadata{}
-	m.SetGroupVersionKind(gvk)
-	return m
 }
