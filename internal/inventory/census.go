@@ -18,17 +18,18 @@ type Census struct {
 	total, none int
 	byRevision  map[string]*v1alpha1.RevisionPods
 	overrides   []string
-	sum         *Summarizer
+	// classicJobs are the Jobs with classic pods (a Job's pods are the
+	// only ones a CronJob has).
+	classicJobs map[Workload]bool
 }
 
 // NewCensus returns an empty Census.
 func NewCensus() *Census {
-	return &Census{byRevision: map[string]*v1alpha1.RevisionPods{}, sum: NewSummarizer()}
+	return &Census{byRevision: map[string]*v1alpha1.RevisionPods{}, classicJobs: map[Workload]bool{}}
 }
 
 // Add counts a page of pods.
 func (c *Census) Add(rows []Pod) {
-	c.sum.Add(rows)
 	for _, r := range rows {
 		c.total++
 		if r.Override != "" {
@@ -47,6 +48,9 @@ func (c *Census) Add(rows []Pod) {
 			rp.Native++
 		} else {
 			rp.Classic++
+			if r.Owner.Kind == "Job" {
+				c.classicJobs[r.Owner] = true
+			}
 		}
 	}
 }
@@ -63,12 +67,18 @@ func (c *Census) Result(jobOwners map[Workload]Workload, now time.Time) v1alpha1
 		out.Revisions = append(out.Revisions, *rp)
 	}
 	sort.Slice(out.Revisions, func(i, j int) bool { return out.Revisions[i].Name < out.Revisions[j].Name })
+	seen := map[Workload]bool{}
 	var jobs []string
-	for _, w := range c.sum.Workloads(jobOwners) {
-		if (w.Kind == "Job" || w.Kind == "CronJob") && w.Classic > 0 {
-			jobs = append(jobs, w.Namespace+"/"+w.String())
+	for j := range c.classicJobs {
+		if cj, ok := jobOwners[j]; ok {
+			j = cj
+		}
+		if !seen[j] {
+			seen[j] = true
+			jobs = append(jobs, j.Namespace+"/"+j.String())
 		}
 	}
+	sort.Strings(jobs)
 	sort.Strings(c.overrides)
 	out.Overrides, out.OverrideCount = firstOf(c.overrides)
 	out.ClassicJobs, out.ClassicJobCount = firstOf(jobs)

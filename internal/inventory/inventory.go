@@ -7,7 +7,6 @@ package inventory
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -108,15 +107,17 @@ func ModeOf(spec *corev1.PodSpec) Mode {
 // revisionOf finds the revision that injected the pod: the injector records
 // it in the status annotation; the pod's istio.io/rev label is the fallback.
 func revisionOf(p metav1.Object) string {
-	if s := p.GetAnnotations()[StatusAnnotation]; s != "" {
-		var st struct {
-			Revision string `json:"revision"`
-		}
-		if json.Unmarshal([]byte(s), &st) == nil && st.Revision != "" && st.Revision != "default" {
-			return st.Revision
-		}
+	st, _ := parseStatus(p.GetAnnotations()[StatusAnnotation])
+	return st.revisionOr(p.GetLabels()[RevisionLabel])
+}
+
+// revisionOr is the recorded revision, or label when it records none (or
+// "default", which names no revision).
+func (st injectorStatus) revisionOr(label string) string {
+	if st.Revision != "" && st.Revision != "default" {
+		return st.Revision
 	}
-	return p.GetLabels()[RevisionLabel]
+	return label
 }
 
 func names(cs []corev1.Container) string {

@@ -20,19 +20,24 @@ import (
 
 var podsResource = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 
-// ModeOfStatus tells how istio-proxy was injected from the status
-// annotation; a pod without one was not injected.
-func ModeOfStatus(annotation string) Mode {
+// injectorStatus is what the views read of the sidecar.istio.io/status
+// annotation.
+type injectorStatus struct {
+	InitContainers []string `json:"initContainers"`
+	Containers     []string `json:"containers"`
+	Revision       string   `json:"revision"`
+}
+
+// parseStatus decodes the annotation; ok is false when there is none or
+// it is not the injector's JSON.
+func parseStatus(annotation string) (st injectorStatus, ok bool) {
 	if annotation == "" {
-		return None
+		return st, false
 	}
-	var st struct {
-		InitContainers []string `json:"initContainers"`
-		Containers     []string `json:"containers"`
-	}
-	if json.Unmarshal([]byte(annotation), &st) != nil {
-		return None
-	}
+	return st, json.Unmarshal([]byte(annotation), &st) == nil
+}
+
+func (st injectorStatus) mode() Mode {
 	switch {
 	case slices.Contains(st.InitContainers, ProxyContainer):
 		return Native
@@ -42,18 +47,31 @@ func ModeOfStatus(annotation string) Mode {
 	return None
 }
 
+// ModeOfStatus tells how istio-proxy was injected from the status
+// annotation; a pod without one was not injected.
+func ModeOfStatus(annotation string) Mode {
+	st, ok := parseStatus(annotation)
+	if !ok {
+		return None
+	}
+	return st.mode()
+}
+
 // ClassifyMetadata is Classify from a pod's metadata: mode, revision,
 // override and owner; the container names, node and phase stay empty.
 func ClassifyMetadata(m *metav1.PartialObjectMetadata) Pod {
 	out := Pod{
 		Namespace: m.Namespace,
 		Name:      m.Name,
-		Mode:      ModeOfStatus(m.Annotations[StatusAnnotation]),
 		Override:  m.Annotations[NativeSidecarOverride],
 		Owner:     ownerOf(m),
+		Mode:      None,
 	}
-	if out.Mode != None {
-		out.Revision = revisionOf(m)
+	if st, ok := parseStatus(m.Annotations[StatusAnnotation]); ok {
+		out.Mode = st.mode()
+		if out.Mode != None {
+			out.Revision = st.revisionOr(m.Labels[RevisionLabel])
+		}
 	}
 	return out
 }

@@ -127,8 +127,11 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		status.LastHandledReconcileAt = token
 	}
 	if !equality.Semantic.DeepEqual(*status, profile.Status) {
+		// A merge patch of what changed: the census writes status.pods
+		// beside this, and neither should fail on the other's writes.
+		patch := client.MergeFrom(profile.DeepCopy())
 		profile.Status = *status
-		if err := r.Status().Update(ctx, &profile); err != nil {
+		if err := r.Status().Patch(ctx, &profile, patch); err != nil {
 			if apierrors.IsConflict(err) {
 				return ctrl.Result{Requeue: true}, nil
 			}
