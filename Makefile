@@ -9,6 +9,7 @@ TEST_TIMEOUT ?= 75m
 
 build:
 	$(GO) build -o $(BIN) ./cmd/meshaddon
+	$(GO) build -o bin/meshaddon-manager ./cmd/meshaddon-manager
 	ln -sf meshaddon bin/kubectl-meshaddon
 
 demo: build

@@ -40,6 +40,8 @@ type Options struct {
 	// MetricsAddr and ProbeAddr are listen addresses; "0" turns one off.
 	MetricsAddr string
 	ProbeAddr   string
+	// PprofAddr serves Go's profiles; "" or "0" turns them off.
+	PprofAddr string
 	// LeaderElection makes one of several instances the only writer.
 	LeaderElection          bool
 	LeaderElectionNamespace string
@@ -61,6 +63,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Scheme:                  kube.Scheme,
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
+		PprofBindAddress:        o.PprofAddr,
 		LeaderElection:          o.LeaderElection,
 		LeaderElectionID:        LeaderElectionID,
 		LeaderElectionNamespace: o.LeaderElectionNamespace,

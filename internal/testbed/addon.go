@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -92,13 +93,27 @@ func ensureProfile(ctx context.Context, cl client.Client, spec Spec) (bool, erro
 	return true, nil
 }
 
+// ManagerBinary is the manager-only executable `make build` puts next to
+// meshaddon; the test bed runs it when present (it is smaller in memory)
+// and `meshaddon manager` otherwise.
+const ManagerBinary = "meshaddon-manager"
+
 // manager is the add-on manager's daemon; args are its flags when starting.
 func (t *Testbed) manager(args ...string) proc.Daemon {
+	cmd := []string{t.Self, "manager"}
+	if alone := filepath.Join(filepath.Dir(t.Self), ManagerBinary); isExecutable(alone) {
+		cmd = []string{alone}
+	}
 	return proc.Daemon{
 		PIDFile: t.Cluster.PIDFile(ManagerDaemon),
 		LogFile: filepath.Join(t.Cluster.LogDir(), ManagerDaemon+".log"),
-		Args:    append([]string{t.Self, "manager"}, args...),
+		Args:    append(cmd, args...),
 	}
+}
+
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
 // startAddon installs the API, the profile and the manager; it returns what

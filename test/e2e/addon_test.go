@@ -372,7 +372,12 @@ func TestAddon(t *testing.T) {
 			{[]string{"update", "meshprofiles.meshaddon.dev", "--subresource=status"}, "yes"},
 			{[]string{"patch", "deployments", "-n", "kube-system"}, "no"},
 			{[]string{"patch", "deployments", "-n", "shop"}, "no"},
-			{[]string{"list", "pods", "-n", "shop"}, "no"},
+			// The pod census reads pods and Jobs, and nothing else of them.
+			{[]string{"watch", "pods", "-n", "shop"}, "yes"},
+			{[]string{"list", "jobs.batch", "-A"}, "yes"},
+			{[]string{"delete", "pods", "-n", "shop"}, "no"},
+			{[]string{"patch", "pods", "-n", "shop"}, "no"},
+			{[]string{"get", "secrets", "-n", "shop"}, "no"},
 			{[]string{"update", "nodes"}, "no"},
 			{[]string{"update", "meshprofiles.meshaddon.dev"}, "no"},
 		} {

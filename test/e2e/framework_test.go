@@ -46,7 +46,8 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	meshaddonBin = filepath.Join(tmp, "meshaddon")
-	build := exec.Command("go", "build", "-o", meshaddonBin, "../../cmd/meshaddon")
+	// Both binaries, as make build: the test bed runs the manager-only one.
+	build := exec.Command("go", "build", "-o", tmp+string(filepath.Separator), "../../cmd/meshaddon", "../../cmd/meshaddon-manager")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build meshaddon:", err)

@@ -38,7 +38,9 @@ func NewCommand(flags *genericclioptions.ConfigFlags, _ genericiooptions.IOStrea
 (kubelet version, readiness) and the istiod Deployments, decides for each mesh revision
 whether istiod injects native or classic sidecars, writes ENABLE_NATIVE_SIDECARS on the
 istiod Deployment accordingly (putting it back if someone edits it), and reports why in
-the MeshProfile's status and events.`,
+the MeshProfile's status and events. It also keeps the MeshProfile's pod census
+(status.pods: every pod by revision and mode, from a watch of pod metadata), which
+precheck reads instead of listing the pods.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, err := meshversion.LookupPolicy(o.Policy)
@@ -71,6 +73,7 @@ the MeshProfile's status and events.`,
 	f.DurationVar(&o.FeatureDelay, "feature-registration-delay", 5*time.Second, "How long a feature takes to register or unregister (a real platform takes minutes)")
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", `Prometheus metrics address ("0" turns it off)`)
 	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz")
+	f.StringVar(&o.PprofAddr, "pprof-bind-address", "0", `Address of Go's /debug/pprof ("0" turns it off)`)
 	f.BoolVar(&o.LeaderElection, "leader-elect", true, "Elect a leader so that only one instance writes")
 	f.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", envOr("POD_NAMESPACE", "meshaddon-system"), "Namespace of the leader election lease")
 	f.DurationVar(&o.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "How long a lost leader keeps the lease before another instance takes over")
