@@ -67,7 +67,8 @@ func TestPrecheckAndStatus(t *testing.T) {
 		mustMeshaddon(t, "provider", "register", "--kubeconfig", kcfg)
 		// istiod still injects classic here: a pod for the status test.
 		createNamespace(t, kc, "mix", "asm-1-27")
-		createPod(t, kc, "mix", "classic", "", nil)
+		// On a system node: the old pool's upgrade below drains its nodes.
+		createPod(t, kc, "mix", "classic", poolNodes(t, kc, "system")[0], nil)
 		rep, r := runPrecheck(t, cluster)
 		if r.code != 1 || rep.Success {
 			t.Fatalf("precheck with a 1.28 pool: exit %d, success %v", r.code, rep.Success)
@@ -121,6 +122,11 @@ func TestPrecheckAndStatus(t *testing.T) {
 			ours[f[0]] = f
 			if f[3] != want[f[0]] {
 				t.Errorf("pod %s: mode %s, want %s (%s)", f[0], f[3], want[f[0]], l)
+			}
+		}
+		for name := range want {
+			if ours[name] == nil {
+				t.Errorf("status lacks pod %s:\n%s", name, r.stdout)
 			}
 		}
 		k := mustMeshaddon(t, "local", "kubectl", "--name", cluster, "--", "get", "pod", "-n", ns, "-o",
@@ -181,7 +187,7 @@ func TestPrecheckAndStatus(t *testing.T) {
 			return strings.Join(all, "\n"), source
 		}
 		listed, source := counts("--list-pods")
-		if !strings.HasPrefix(source, "listed by precheck") || !strings.Contains(listed, "1 native, 2 classic") || !strings.Contains(listed, "mix/overridden=false") {
+		if !strings.HasPrefix(source, "listed by precheck") || !strings.Contains(listed, "asm-1-27: 1 native, 2 classic") || !strings.Contains(listed, "mix/overridden=false") {
 			t.Fatalf("precheck --list-pods counts (%s):\n%s", source, listed)
 		}
 		waitFor(t, 30*time.Second, "the census equals the listing", func(context.Context) (bool, string) {
