@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,6 +13,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 	"github.com/meshaddon/meshaddon/internal/cli/manager"
 )
 
@@ -23,10 +23,10 @@ func main() {
 	flags := genericclioptions.NewConfigFlags(true)
 	cmd := manager.NewCommand(flags, genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr})
 	cmd.Use = "meshaddon-manager"
+	cmd.SilenceErrors, cmd.SilenceUsage = true, true // as meshaddon's root: main prints the error once
 	flags.AddFlags(cmd.PersistentFlags())
 	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
 		stop()
-		os.Exit(1)
+		os.Exit(exitcode.Report(os.Stderr, err))
 	}
 }

@@ -5,8 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -25,13 +23,6 @@ func main() {
 	err := cmd.ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		if !errors.Is(err, exitcode.ErrReported) {
-			fmt.Fprintln(os.Stderr, "error:", err)
-		}
-		var ec *exitcode.Error
-		if errors.As(err, &ec) {
-			os.Exit(ec.Code)
-		}
-		os.Exit(1)
+		os.Exit(exitcode.Report(os.Stderr, err))
 	}
 }

@@ -55,8 +55,8 @@ func (c *Census) Add(rows []Pod) {
 	}
 }
 
-// Result is the census as of now; jobOwners (from JobOwners) folds Jobs
-// into their CronJobs.
+// Result is the census as of now; jobOwners (from JobOwners or
+// AddCronJobOf) folds Jobs into their CronJobs.
 func (c *Census) Result(jobOwners map[Workload]Workload, now time.Time) v1alpha1.PodCensus {
 	out := v1alpha1.PodCensus{
 		ObservedTime: metav1.NewTime(now.UTC().Truncate(time.Second)),
@@ -100,16 +100,7 @@ func SlimPodMetadata(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	slim := &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
-		Name:              m.Name,
-		Namespace:         m.Namespace,
-		UID:               m.UID,
-		ResourceVersion:   m.ResourceVersion,
-		DeletionTimestamp: m.DeletionTimestamp,
-	}}
-	if ref := metav1.GetControllerOf(m); ref != nil {
-		slim.OwnerReferences = []metav1.OwnerReference{{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: ref.UID, Controller: ref.Controller}}
-	}
+	slim := slimMetadata(m)
 	slim.Labels = keep(m.Labels, "pod-template-hash", RevisionLabel)
 	slim.Annotations = keep(m.Annotations, NativeSidecarOverride)
 	if st := slimStatus(m.Annotations[StatusAnnotation]); st != "" {
@@ -119,6 +110,27 @@ func SlimPodMetadata(obj any) (any, error) {
 		slim.Annotations[StatusAnnotation] = st
 	}
 	return slim, nil
+}
+
+// SlimJobMetadata is the cache transform for Job metadata: a Job's name
+// and its controller (a CronJob, for AddCronJobOf).
+func SlimJobMetadata(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil
+	}
+	return slimMetadata(m), nil
+}
+
+// slimMetadata keeps an object's identity and its controller reference.
+func slimMetadata(m *metav1.PartialObjectMetadata) *metav1.PartialObjectMetadata {
+	slim := &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+	}}
+	if ref := metav1.GetControllerOf(m); ref != nil {
+		slim.OwnerReferences = []metav1.OwnerReference{{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: ref.UID, Controller: ref.Controller}}
+	}
+	return slim
 }
 
 // keep returns the entries of m under keys, or nil when there are none.
@@ -136,17 +148,10 @@ func keep(m map[string]string, keys ...string) map[string]string {
 }
 
 // slimStatus re-encodes the injector's status annotation with only what
-// ModeOfStatus and revisionOf read; "" when the pod was not injected.
+// ClassifyMetadata reads; "" when there is none to read.
 func slimStatus(annotation string) string {
-	if annotation == "" {
-		return ""
-	}
-	var st struct {
-		InitContainers []string `json:"initContainers,omitempty"`
-		Containers     []string `json:"containers,omitempty"`
-		Revision       string   `json:"revision,omitempty"`
-	}
-	if json.Unmarshal([]byte(annotation), &st) != nil {
+	st, ok := parseStatus(annotation)
+	if !ok {
 		return ""
 	}
 	proxyOnly := func(names []string) []string {
@@ -161,20 +166,4 @@ func slimStatus(annotation string) string {
 		return ""
 	}
 	return string(b)
-}
-
-// SlimJobMetadata is the cache transform for Job metadata: a Job's name
-// and its controller (a CronJob, for JobOwnersOf).
-func SlimJobMetadata(obj any) (any, error) {
-	m, ok := obj.(*metav1.PartialObjectMetadata)
-	if !ok {
-		return obj, nil
-	}
-	slim := &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
-		Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
-	}}
-	if ref := metav1.GetControllerOf(m); ref != nil {
-		slim.OwnerReferences = []metav1.OwnerReference{{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: ref.UID, Controller: ref.Controller}}
-	}
-	return slim, nil
 }

@@ -22,10 +22,11 @@ var podsResource = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
 
 // injectorStatus is what the views read of the sidecar.istio.io/status
 // annotation.
+// (omitempty keeps SlimPodMetadata's re-encoding short).
 type injectorStatus struct {
-	InitContainers []string `json:"initContainers"`
-	Containers     []string `json:"containers"`
-	Revision       string   `json:"revision"`
+	InitContainers []string `json:"initContainers,omitempty"`
+	Containers     []string `json:"containers,omitempty"`
+	Revision       string   `json:"revision,omitempty"`
 }
 
 // parseStatus decodes the annotation; ok is false when there is none or

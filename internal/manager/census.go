@@ -113,14 +113,15 @@ func (r *CensusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	c.Add(rows)
 	now := r.Clock.Now()
 	census := c.Result(jobOwners, now)
+	setPodGauges(&census)
 
 	if prev := profile.Status.Pods; prev != nil {
 		age := now.Sub(prev.ObservedTime.Time)
-		census.ObservedTime = prev.ObservedTime
-		if equality.Semantic.DeepEqual(*prev, census) && age >= 0 && age < v1alpha1.CensusHeartbeat {
+		counts := *prev
+		counts.ObservedTime = census.ObservedTime
+		if equality.Semantic.DeepEqual(counts, census) && age >= 0 && age < v1alpha1.CensusHeartbeat {
 			return ctrl.Result{RequeueAfter: v1alpha1.CensusHeartbeat - age}, nil
 		}
-		census.ObservedTime = metav1.NewTime(now.UTC().Truncate(time.Second))
 	}
 	// A merge patch of status.pods alone: the profile controller owns the
 	// rest of the status and is not raced.
@@ -129,7 +130,6 @@ func (r *CensusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Status().Patch(ctx, &profile, patch); err != nil {
 		return ctrl.Result{}, err
 	}
-	setPodGauges(&census)
 	return ctrl.Result{RequeueAfter: v1alpha1.CensusHeartbeat}, nil
 }
 

@@ -2,7 +2,11 @@
 // commands decide their exit status and only main calls os.Exit.
 package exitcode
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"io"
+)
 
 // Exit codes shared by every command.
 const (
@@ -35,3 +39,16 @@ func Wrap(code int, err error) error {
 // ErrReported marks a failure the command has already printed (a failed
 // check in a report); main exits with its code and prints nothing more.
 var ErrReported = errors.New("failure already reported")
+
+// Report prints err to w, unless the command already reported it, and
+// returns the exit code main should use (1 when err carries none).
+func Report(w io.Writer, err error) int {
+	if !errors.Is(err, ErrReported) {
+		fmt.Fprintln(w, "error:", err)
+	}
+	var ec *Error
+	if errors.As(err, &ec) {
+		return ec.Code
+	}
+	return Failure
+}
