@@ -26,8 +26,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/kube"
-	"github.com/meshaddon/meshaddon/internal/platform"
+	"github.com/meshaddon/meshaddon/internal/meshversion"
 	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
 )
 
@@ -227,7 +228,7 @@ func createNode(ctx context.Context, kc kubernetes.Interface, pool, name, versio
 		if err != nil {
 			return err
 		}
-		if n.Status.NodeInfo.KubeletVersion == version && nodepool.IsReady(n) {
+		if n.Status.NodeInfo.KubeletVersion == version && meshversion.IsReady(n) {
 			return nil
 		}
 		n.Status.NodeInfo.KubeletVersion = version
@@ -394,7 +395,7 @@ func startEnvWatch(t *testing.T, ctx context.Context, kc kubernetes.Interface) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &envWatch{kc: kc, rv: d.ResourceVersion, env: platform.NativeSidecarsValue(d)}
+	e := &envWatch{kc: kc, rv: d.ResourceVersion, env: istiod.NativeSidecars(d).String()}
 	if err := e.watch(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +426,7 @@ func (e *envWatch) until(ctx context.Context, want string) (time.Time, error) {
 			if !ok {
 				continue
 			}
-			e.rv, e.env = d.ResourceVersion, platform.NativeSidecarsValue(d)
+			e.rv, e.env = d.ResourceVersion, istiod.NativeSidecars(d).String()
 			if e.env == want {
 				return time.Now(), nil
 			}
@@ -447,7 +448,7 @@ func istiodEnv(t *testing.T, kc kubernetes.Interface) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return platform.NativeSidecarsValue(d)
+	return istiod.NativeSidecars(d).String()
 }
 
 // waitRollout waits until the Deployment's rollout is complete: every

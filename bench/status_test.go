@@ -28,7 +28,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -405,10 +404,8 @@ func nodeNames(t *testing.T, kc kubernetes.Interface, want int) []string {
 // 32 parallel writers.
 func fastClient(t *testing.T, cfg *rest.Config) kubernetes.Interface {
 	t.Helper()
-	c := rest.CopyConfig(cfg)
+	c := kube.Protobuf(cfg)
 	c.QPS, c.Burst = 2000, 4000
-	c.ContentType = runtime.ContentTypeProtobuf
-	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 	return kubeClient(t, c)
 }
 

@@ -13,9 +13,10 @@ import (
 	"os"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshaddon/meshaddon/internal/kube"
 )
 
 func main() {
@@ -37,9 +38,7 @@ func count(ctx context.Context, kubeconfig string, chunk int64) (int, error) {
 	}
 	// As internal/kube and internal/cli/status configure meshaddon's client.
 	cfg.QPS, cfg.Burst = 50, 100
-	cfg.ContentType = runtime.ContentTypeProtobuf
-	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
-	kc, err := kubernetes.NewForConfig(cfg)
+	kc, err := kubernetes.NewForConfig(kube.Protobuf(cfg))
 	if err != nil {
 		return 0, err
 	}

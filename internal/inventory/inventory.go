@@ -194,14 +194,7 @@ func Nodes(ctx context.Context, kube kubernetes.Interface) ([]meshversion.Node, 
 			return nil, err
 		}
 		for i := range list.Items {
-			n := &list.Items[i]
-			ready := false
-			for _, c := range n.Status.Conditions {
-				if c.Type == corev1.NodeReady {
-					ready = c.Status == corev1.ConditionTrue
-				}
-			}
-			out = append(out, meshversion.Node{Name: n.Name, Pool: meshversion.PoolOf(n.Labels), KubeletVersion: n.Status.NodeInfo.KubeletVersion, Ready: ready})
+			out = append(out, meshversion.NodeOf(&list.Items[i]))
 		}
 		if list.Continue == "" {
 			return out, nil

@@ -53,6 +53,16 @@ func NewClients(flags *genericclioptions.ConfigFlags) (*Clients, error) {
 	return c, nil
 }
 
+// Protobuf returns a copy of cfg that reads and writes built-in types as
+// protobuf (falling back to JSON for types that have none): pods and nodes
+// decode several times faster, which matters at tens of thousands.
+func Protobuf(cfg *rest.Config) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.ContentType = runtime.ContentTypeProtobuf
+	c.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
+	return c
+}
+
 // ForConfig builds clients for a REST config.
 func ForConfig(cfg *rest.Config) (*Clients, error) {
 	cfg = rest.CopyConfig(cfg)

@@ -26,6 +26,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
+	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/kube"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
@@ -53,7 +54,7 @@ const LeaderElectionID = "meshaddon-manager.meshaddon.dev"
 
 // New builds a manager with its controllers, health checks and metrics.
 func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
-	istiod, err := labels.Parse(IstiodLabel)
+	istiodSelector, err := labels.Parse(istiod.Label)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +74,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Node{}:       {Transform: slimNode},
-				&appsv1.Deployment{}: {Namespaces: map[string]cache.Config{o.MeshNamespace: {}}, Label: istiod},
+				&appsv1.Deployment{}: {Namespaces: map[string]cache.Config{o.MeshNamespace: {}}, Label: istiodSelector},
 			},
 		},
 	}

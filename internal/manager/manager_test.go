@@ -31,6 +31,7 @@ import (
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/inventory"
+	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/kube"
 	"github.com/meshaddon/meshaddon/internal/manager"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
@@ -141,7 +142,7 @@ func addIstiod(t *testing.T, rev, env string) {
 	labels := map[string]string{"app": "istiod", "istio.io/rev": rev}
 	c := corev1.Container{Name: "discovery", Image: "pilot"}
 	if env != "unset" {
-		c.Env = []corev1.EnvVar{{Name: "PILOT_TRACE_SAMPLING", Value: "1"}, {Name: manager.NativeSidecarsEnv, Value: env}}
+		c.Env = []corev1.EnvVar{{Name: "PILOT_TRACE_SAMPLING", Value: "1"}, {Name: istiod.NativeSidecarsEnv, Value: env}}
 	}
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: manager.IstiodDeployment(rev), Namespace: meshNS, Labels: labels},
@@ -192,7 +193,7 @@ func istiodEnv(t *testing.T, rev string) string {
 		t.Fatal(err)
 	}
 	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
-		if e.Name == manager.NativeSidecarsEnv {
+		if e.Name == istiod.NativeSidecarsEnv {
 			return e.Value
 		}
 	}
@@ -215,7 +216,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() (bo
 
 func waitEnv(t *testing.T, rev, want string, within time.Duration) {
 	t.Helper()
-	eventually(t, within, fmt.Sprintf("istiod-%s %s=%s", rev, manager.NativeSidecarsEnv, want), func() (bool, string) {
+	eventually(t, within, fmt.Sprintf("istiod-%s %s=%s", rev, istiod.NativeSidecarsEnv, want), func() (bool, string) {
 		got := istiodEnv(t, rev)
 		return got == want, got
 	})
@@ -440,7 +441,7 @@ func TestNewClusterQualifiesAndDriftIsReverted(t *testing.T) {
 		t.Fatal(err)
 	}
 	patch := client.MergeFrom(d.DeepCopy())
-	d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: manager.NativeSidecarsEnv, Value: "false"}}
+	d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: istiod.NativeSidecarsEnv, Value: "false"}}
 	if err := cl.Patch(ctx, &d, patch); err != nil {
 		t.Fatal(err)
 	}

@@ -30,17 +30,8 @@ func slimNode(obj any) (any, error) {
 		}
 	}
 	slim.Status.NodeInfo.KubeletVersion = n.Status.NodeInfo.KubeletVersion
-	slim.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: nodeReady(n)}}
+	slim.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: meshversion.NodeReady(n)}}
 	return slim, nil
-}
-
-func nodeReady(n *corev1.Node) corev1.ConditionStatus {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status
-		}
-	}
-	return corev1.ConditionUnknown
 }
 
 // nodeFacts turns cached nodes into the decision's input.
@@ -48,12 +39,7 @@ func nodeFacts(nodes []corev1.Node) []meshversion.Node {
 	out := make([]meshversion.Node, len(nodes))
 	for i := range nodes {
 		n := &nodes[i]
-		out[i] = meshversion.Node{
-			Name:           n.Name,
-			Pool:           meshversion.PoolOf(n.Labels),
-			KubeletVersion: n.Status.NodeInfo.KubeletVersion,
-			Ready:          nodeReady(n) == corev1.ConditionTrue,
-		}
+		out[i] = meshversion.NodeOf(n)
 	}
 	return out
 }
@@ -71,6 +57,6 @@ var nodeFactChanged = predicate.Funcs{
 		}
 		return !equality.Semantic.DeepEqual(o.Labels, n.Labels) ||
 			o.Status.NodeInfo.KubeletVersion != n.Status.NodeInfo.KubeletVersion ||
-			nodeReady(o) != nodeReady(n)
+			meshversion.NodeReady(o) != meshversion.NodeReady(n)
 	},
 }

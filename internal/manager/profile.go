@@ -26,14 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
-)
-
-// Istio's names, as the mesh add-on installs it.
-const (
-	IstiodLabel       = "app=istiod"
-	IstiodContainer   = "discovery"
-	NativeSidecarsEnv = "ENABLE_NATIVE_SIDECARS"
 )
 
 // IstiodDeployment names a revision's istiod Deployment.
@@ -192,7 +186,7 @@ func (r *ProfileReconciler) qualifies(f meshversion.Facts, revisions []string) b
 
 func (r *ProfileReconciler) istiods(ctx context.Context) (map[string]*appsv1.Deployment, error) {
 	var list appsv1.DeploymentList
-	sel, _ := metav1.ParseToLabelSelector(IstiodLabel)
+	sel, _ := metav1.ParseToLabelSelector(istiod.Label)
 	selector, err := metav1.LabelSelectorAsSelector(sel)
 	if err != nil {
 		return nil, err
@@ -211,30 +205,29 @@ func (r *ProfileReconciler) istiods(ctx context.Context) (map[string]*appsv1.Dep
 // differs from the decision, and returns the value istiod now has.
 func (r *ProfileReconciler) ensureEnv(ctx context.Context, profile *v1alpha1.MeshProfile, dep *appsv1.Deployment, d meshversion.Decision, prev *v1alpha1.RevisionStatus) (string, error) {
 	want := d.Injection.EnvValue()
-	idx := containerIndex(dep)
-	if idx < 0 {
-		return "", fmt.Errorf("it has no %q container", IstiodContainer)
+	have := istiod.NativeSidecars(dep)
+	if have.NoContainer {
+		return "", fmt.Errorf("it has no %q container", istiod.Container)
 	}
-	current, present := envValue(dep.Spec.Template.Spec.Containers[idx].Env)
-	if present && current == want {
+	current := have.String()
+	if have.Known() && have.Present && have.Value == want {
 		return current, nil
 	}
 	patched := dep.DeepCopy()
-	setEnv(&patched.Spec.Template.Spec.Containers[idx], want)
-	if err := r.Patch(ctx, patched, client.StrategicMergeFrom(dep, client.MergeFromWithOptimisticLock{})); err != nil {
+	istiod.SetNativeSidecars(patched, want)
+	// A strategic merge patch would merge env entries by name and keep a
+	// duplicate or a valueFrom; the whole env must become what was set.
+	if err := r.Patch(ctx, patched, client.MergeFromWithOptions(dep, client.MergeFromWithOptimisticLock{})); err != nil {
 		return current, err
 	}
 	shown := current
-	if !present {
-		shown = "unset"
-	}
 	// Drift: the decision did not change, yet istiod no longer has the value
 	// written last time, so someone edited it by hand.
 	if prev != nil && prev.Mode == string(d.Injection) && prev.EnableNativeSidecars == want {
 		envWritesTotal.WithLabelValues("drift").Inc()
 		r.Recorder.Eventf(profile, corev1.EventTypeWarning, "DriftReverted",
 			"%s on %s/%s was changed to %s outside the add-on; set back to %s (the add-on owns this setting: change spec.nativeSidecarMode instead)",
-			NativeSidecarsEnv, dep.Namespace, dep.Name, shown, want)
+			istiod.NativeSidecarsEnv, dep.Namespace, dep.Name, shown, want)
 	} else {
 		envWritesTotal.WithLabelValues("decision").Inc()
 		reason := "NativeSidecarsDisabled"
@@ -242,7 +235,7 @@ func (r *ProfileReconciler) ensureEnv(ctx context.Context, profile *v1alpha1.Mes
 			reason = "NativeSidecarsEnabled"
 		}
 		r.Recorder.Eventf(profile, corev1.EventTypeNormal, reason, "%s %s=%s (was %s): %s",
-			dep.Name, NativeSidecarsEnv, want, shown, d.Message)
+			dep.Name, istiod.NativeSidecarsEnv, want, shown, d.Message)
 	}
 	return want, nil
 }
@@ -328,7 +321,7 @@ func (r *ProfileReconciler) setConditions(profile *v1alpha1.MeshProfile, st *v1a
 	}
 
 	if len(problems) == 0 {
-		set(v1alpha1.ConditionReconciled, true, "Reconciled", "every istiod runs with the decided "+NativeSidecarsEnv)
+		set(v1alpha1.ConditionReconciled, true, "Reconciled", "every istiod runs with the decided "+istiod.NativeSidecarsEnv)
 	} else {
 		set(v1alpha1.ConditionReconciled, false, "ReconcileFailed", strings.Join(problems, "; "))
 	}
@@ -364,34 +357,6 @@ func findRevision(rs []v1alpha1.RevisionStatus, name string) *v1alpha1.RevisionS
 		}
 	}
 	return nil
-}
-
-func containerIndex(dep *appsv1.Deployment) int {
-	for i, c := range dep.Spec.Template.Spec.Containers {
-		if c.Name == IstiodContainer {
-			return i
-		}
-	}
-	return -1
-}
-
-func envValue(env []corev1.EnvVar) (string, bool) {
-	for _, e := range env {
-		if e.Name == NativeSidecarsEnv {
-			return e.Value, true
-		}
-	}
-	return "", false
-}
-
-func setEnv(c *corev1.Container, value string) {
-	for i := range c.Env {
-		if c.Env[i].Name == NativeSidecarsEnv {
-			c.Env[i].Value, c.Env[i].ValueFrom = value, nil
-			return
-		}
-	}
-	c.Env = append(c.Env, corev1.EnvVar{Name: NativeSidecarsEnv, Value: value})
 }
 
 // SetupWithManager registers the controller: every event that can change a

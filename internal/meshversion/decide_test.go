@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // TestDecideExhaustive walks every combination of the facts that matter and
@@ -180,5 +183,26 @@ func TestSummarizePools(t *testing.T) {
 	}
 	if PoolOf(map[string]string{"agentpool": "x"}) != "x" || PoolOf(map[string]string{PoolLabel: "y", "agentpool": "x"}) != "y" {
 		t.Error("PoolOf does not prefer the platform label")
+	}
+}
+
+func TestNodeOf(t *testing.T) {
+	ready := func(s corev1.ConditionStatus) []corev1.NodeCondition {
+		return []corev1.NodeCondition{{Type: corev1.NodeMemoryPressure, Status: corev1.ConditionTrue}, {Type: corev1.NodeReady, Status: s}}
+	}
+	cases := []struct {
+		node corev1.Node
+		want Node
+	}{
+		{corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "a", Labels: map[string]string{PoolLabel: "sys", LegacyPoolLabel: "old"}}, Status: corev1.NodeStatus{Conditions: ready(corev1.ConditionTrue), NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.34.4"}}},
+			Node{Name: "a", Pool: "sys", KubeletVersion: "v1.34.4", Ready: true}},
+		{corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "b", Labels: map[string]string{LegacyPoolLabel: "old"}}, Status: corev1.NodeStatus{Conditions: ready(corev1.ConditionUnknown)}},
+			Node{Name: "b", Pool: "old"}},
+		{corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "c"}}, Node{Name: "c"}},
+	}
+	for _, c := range cases {
+		if got := NodeOf(&c.node); got != c.want {
+			t.Errorf("NodeOf(%s) = %+v, want %+v", c.node.Name, got, c.want)
+		}
 	}
 }

@@ -2,6 +2,8 @@ package meshversion
 
 import (
 	"sort"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Node pool labels: the platform's, then the older short one.
@@ -16,6 +18,26 @@ func PoolOf(labels map[string]string) string {
 		return p
 	}
 	return labels[LegacyPoolLabel]
+}
+
+// NodeReady is the status of the node's Ready condition, Unknown when it
+// reports none: the one readiness rule of the manager, precheck, migrate and
+// the test bed.
+func NodeReady(n *corev1.Node) corev1.ConditionStatus {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status
+		}
+	}
+	return corev1.ConditionUnknown
+}
+
+// IsReady reports whether the node is Ready.
+func IsReady(n *corev1.Node) bool { return NodeReady(n) == corev1.ConditionTrue }
+
+// NodeOf is a node as the decision sees it.
+func NodeOf(n *corev1.Node) Node {
+	return Node{Name: n.Name, Pool: PoolOf(n.Labels), KubeletVersion: n.Status.NodeInfo.KubeletVersion, Ready: IsReady(n)}
 }
 
 // Power states of a node pool, as far as its nodes show it.

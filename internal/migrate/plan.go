@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
+	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
 
@@ -144,7 +145,7 @@ func advice(w inventory.Workload) string {
 // NativeRevisions tells, for each installed revision, whether its istiod
 // injects native sidecars now (an unset value resolves as Istio does).
 func NativeRevisions(ctx context.Context, kube kubernetes.Interface, meshNamespace string) (map[string]bool, error) {
-	deps, err := kube.AppsV1().Deployments(meshNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=istiod"})
+	deps, err := kube.AppsV1().Deployments(meshNamespace).List(ctx, metav1.ListOptions{LabelSelector: istiod.Label})
 	if err != nil {
 		return nil, fmt.Errorf("list istiod Deployments in %s: %w", meshNamespace, err)
 	}
@@ -153,15 +154,7 @@ func NativeRevisions(ctx context.Context, kube kubernetes.Interface, meshNamespa
 	nodesRead := false
 	for _, d := range deps.Items {
 		rev := d.Labels[inventory.RevisionLabel]
-		value, present := "", false
-		for _, c := range d.Spec.Template.Spec.Containers {
-			for _, e := range c.Env {
-				if e.Name == "ENABLE_NATIVE_SIDECARS" {
-					value, present = e.Value, true
-				}
-			}
-		}
-		inj, set, err := meshversion.ParseEnv(value, present)
+		inj, set, err := istiod.NativeSidecars(&d).Injection()
 		if err != nil {
 			return nil, fmt.Errorf("istiod %s: %w", d.Name, err)
 		}

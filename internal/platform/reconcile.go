@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
-	"github.com/meshaddon/meshaddon/internal/manager"
+	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/rollout"
 )
 
@@ -73,8 +73,8 @@ func Reconcile(ctx context.Context, cl client.Client, meshNamespace string, time
 				waiting = fmt.Sprintf("%s: %v", rs.Deployment, err)
 				return false, nil
 			}
-			if v := NativeSidecarsValue(&dep); v != rs.EnableNativeSidecars {
-				waiting = fmt.Sprintf("%s to have %s=%s (it has %s)", rs.Deployment, manager.NativeSidecarsEnv, rs.EnableNativeSidecars, v)
+			if v := istiod.NativeSidecars(&dep).String(); v != rs.EnableNativeSidecars {
+				waiting = fmt.Sprintf("%s to have %s=%s (it has %s)", rs.Deployment, istiod.NativeSidecarsEnv, rs.EnableNativeSidecars, v)
 				return false, nil
 			}
 			msg, done, err := rollout.Status(&dep)
@@ -100,7 +100,7 @@ func Reconcile(ctx context.Context, cl client.Client, meshNamespace string, time
 // IstiodEnvs maps each istiod Deployment in ns to its ENABLE_NATIVE_SIDECARS.
 func IstiodEnvs(ctx context.Context, cl client.Client, ns string) (map[string]string, error) {
 	var list appsv1.DeploymentList
-	sel, err := metav1.ParseToLabelSelector(manager.IstiodLabel)
+	sel, err := metav1.ParseToLabelSelector(istiod.Label)
 	if err != nil {
 		return nil, err
 	}
@@ -113,23 +113,7 @@ func IstiodEnvs(ctx context.Context, cl client.Client, ns string) (map[string]st
 	}
 	out := map[string]string{}
 	for i := range list.Items {
-		out[list.Items[i].Name] = NativeSidecarsValue(&list.Items[i])
+		out[list.Items[i].Name] = istiod.NativeSidecars(&list.Items[i]).String()
 	}
 	return out, nil
-}
-
-// NativeSidecarsValue is the istiod container's ENABLE_NATIVE_SIDECARS, or
-// "unset" when the variable is absent.
-func NativeSidecarsValue(dep *appsv1.Deployment) string {
-	for _, c := range dep.Spec.Template.Spec.Containers {
-		if c.Name != manager.IstiodContainer {
-			continue
-		}
-		for _, e := range c.Env {
-			if e.Name == manager.NativeSidecarsEnv {
-				return e.Value
-			}
-		}
-	}
-	return "unset"
 }

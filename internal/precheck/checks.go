@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/inventory"
+	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
 
@@ -357,15 +358,9 @@ func checkInjection(ctx context.Context, e *Env) ([]Result, error) {
 		if d == nil {
 			continue
 		}
-		value, present := "", false
-		for _, c := range d.Spec.Template.Spec.Containers {
-			for _, env := range c.Env {
-				if env.Name == "ENABLE_NATIVE_SIDECARS" {
-					value, present = env.Value, true
-				}
-			}
-		}
-		inj, set, err := meshversion.ParseEnv(value, present)
+		setting := istiod.NativeSidecars(d)
+		value := setting.String()
+		inj, set, err := setting.Injection()
 		switch {
 		case err != nil:
 			out = append(out, Result{Status: Fail, Message: fmt.Sprintf("%s: %v", d.Name, err), Hint: "set it to true or false, or let the add-on manager set it (meshaddon reconcile)"})

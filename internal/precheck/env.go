@@ -20,6 +20,7 @@ import (
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/azure"
 	"github.com/meshaddon/meshaddon/internal/inventory"
+	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
 
@@ -167,7 +168,7 @@ func (e *Env) Nodes(ctx context.Context) ([]meshversion.Node, error) {
 // Istiods are the istiod Deployments, by revision.
 func (e *Env) Istiods(ctx context.Context) (map[string]*appsv1.Deployment, error) {
 	return load(e, "istiods", func() (map[string]*appsv1.Deployment, error) {
-		list, err := e.Kube.AppsV1().Deployments(e.MeshNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=istiod"})
+		list, err := e.Kube.AppsV1().Deployments(e.MeshNamespace).List(ctx, metav1.ListOptions{LabelSelector: istiod.Label})
 		if err != nil {
 			return nil, err
 		}

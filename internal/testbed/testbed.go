@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	kwokv1alpha1 "sigs.k8s.io/kwok/pkg/apis/v1alpha1"
 
+	"github.com/meshaddon/meshaddon/internal/istiod"
 	kubeclients "github.com/meshaddon/meshaddon/internal/kube"
 	"github.com/meshaddon/meshaddon/internal/testbed/cache"
 	"github.com/meshaddon/meshaddon/internal/testbed/cluster"
@@ -454,7 +455,7 @@ func (t *Testbed) Status(ctx context.Context) (*Status, error) {
 	if st.Pools, err = t.pools(cl.kube).List(ctx); err != nil {
 		return st, err
 	}
-	deps, err := cl.kube.AppsV1().Deployments(mesh.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=istiod"})
+	deps, err := cl.kube.AppsV1().Deployments(mesh.Namespace).List(ctx, metav1.ListOptions{LabelSelector: istiod.Label})
 	if err != nil {
 		return st, err
 	}
@@ -463,19 +464,8 @@ func (t *Testbed) Status(ctx context.Context) (*Status, error) {
 			Revision:       d.Labels[mesh.RevisionLabel],
 			Ports:          d.Annotations[mesh.PortsAnnotation],
 			Available:      d.Status.AvailableReplicas > 0,
-			NativeSidecars: nativeSidecarsValue(d.Spec.Template.Spec.Containers),
+			NativeSidecars: istiod.NativeSidecars(&d).String(),
 		})
 	}
 	return st, nil
-}
-
-func nativeSidecarsValue(cs []corev1.Container) string {
-	for _, c := range cs {
-		for _, e := range c.Env {
-			if e.Name == mesh.NativeSidecarsEnv {
-				return e.Value
-			}
-		}
-	}
-	return "unset"
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -67,14 +66,12 @@ cluster that cannot be reached.`,
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
 			// Pods and nodes come as protobuf: much less to decode.
-			cfg := *c.Config
-			cfg.ContentType = runtime.ContentTypeProtobuf
-			cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
-			kc, err := kubernetes.NewForConfig(&cfg)
+			cfg := kube.Protobuf(c.Config)
+			kc, err := kubernetes.NewForConfig(cfg)
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
-			md, err := metadata.NewForConfig(&cfg)
+			md, err := metadata.NewForConfig(cfg)
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}

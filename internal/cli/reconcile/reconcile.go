@@ -19,8 +19,8 @@ import (
 	"github.com/meshaddon/meshaddon/internal/azure"
 	"github.com/meshaddon/meshaddon/internal/cli/aks"
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
+	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/kube"
-	"github.com/meshaddon/meshaddon/internal/manager"
 	"github.com/meshaddon/meshaddon/internal/platform"
 )
 
@@ -109,9 +109,9 @@ func Report(w io.Writer, before map[string]string, p *v1alpha1.MeshProfile) {
 			was = "unset"
 		}
 		if was == rs.EnableNativeSidecars {
-			fmt.Fprintf(w, "%s: %s sidecars, unchanged (%s=%s): %s\n", rs.Name, rs.Mode, manager.NativeSidecarsEnv, rs.EnableNativeSidecars, rs.Message)
+			fmt.Fprintf(w, "%s: %s sidecars, unchanged (%s=%s): %s\n", rs.Name, rs.Mode, istiod.NativeSidecarsEnv, rs.EnableNativeSidecars, rs.Message)
 		} else {
-			fmt.Fprintf(w, "%s: now %s sidecars (%s %s → %s, istiod restarted): %s\n", rs.Name, rs.Mode, manager.NativeSidecarsEnv, was, rs.EnableNativeSidecars, rs.Message)
+			fmt.Fprintf(w, "%s: now %s sidecars (%s %s → %s, istiod restarted): %s\n", rs.Name, rs.Mode, istiod.NativeSidecarsEnv, was, rs.EnableNativeSidecars, rs.Message)
 		}
 	}
 	for _, c := range p.Status.Conditions {

@@ -16,7 +16,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -87,10 +86,7 @@ func (o *Options) Complete(flags *genericclioptions.ConfigFlags) error {
 	if err != nil {
 		return err
 	}
-	cfg := *c.Config
-	cfg.ContentType = runtime.ContentTypeProtobuf
-	cfg.AcceptContentTypes = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
-	if o.kube, err = kubernetes.NewForConfig(&cfg); err != nil {
+	if o.kube, err = kubernetes.NewForConfig(kube.Protobuf(c.Config)); err != nil {
 		return err
 	}
 	o.namespace = c.Namespace

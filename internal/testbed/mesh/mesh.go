@@ -18,6 +18,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/testbed/proc"
 )
 
@@ -30,9 +31,6 @@ const RevisionLabel = "istio.io/rev"
 // PortsAnnotation on an istiod Deployment holds the local ports its process
 // listens on, so the runner and the webhooks agree without other state.
 const PortsAnnotation = "testbed.meshaddon.dev/ports"
-
-// NativeSidecarsEnv is istiod's switch for native sidecar injection.
-const NativeSidecarsEnv = "ENABLE_NATIVE_SIDECARS"
 
 // Ports are the local listen ports of one revision's istiod.
 type Ports struct {
@@ -167,19 +165,19 @@ func setEnv(u *unstructured.Unstructured, value string) error {
 	}
 	for i, c := range containers {
 		cm, ok := c.(map[string]any)
-		if !ok || cm["name"] != "discovery" {
+		if !ok || cm["name"] != istiod.Container {
 			continue
 		}
 		env, _ := cm["env"].([]any)
 		var kept []any
 		for _, e := range env {
-			if em, ok := e.(map[string]any); ok && em["name"] == NativeSidecarsEnv {
+			if em, ok := e.(map[string]any); ok && em["name"] == istiod.NativeSidecarsEnv {
 				continue
 			}
 			kept = append(kept, e)
 		}
 		if value == "true" || value == "false" {
-			kept = append(kept, map[string]any{"name": NativeSidecarsEnv, "value": value})
+			kept = append(kept, map[string]any{"name": istiod.NativeSidecarsEnv, "value": value})
 		}
 		cm["env"] = kept
 		containers[i] = cm

@@ -3,6 +3,8 @@ package mesh
 import (
 	"strings"
 	"testing"
+
+	"github.com/meshaddon/meshaddon/internal/istiod"
 )
 
 func TestPortsRoundTrip(t *testing.T) {
@@ -83,7 +85,7 @@ func TestAdjust(t *testing.T) {
 		var values []string
 		for _, e := range c["env"].([]any) {
 			em := e.(map[string]any)
-			if em["name"] == NativeSidecarsEnv {
+			if em["name"] == istiod.NativeSidecarsEnv {
 				values = append(values, em["value"].(string))
 			}
 		}

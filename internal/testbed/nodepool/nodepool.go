@@ -22,14 +22,15 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/meshaddon/meshaddon/internal/meshversion"
 	"github.com/meshaddon/meshaddon/internal/testbed/stage"
 )
 
-// PoolLabel tells node pools apart, as on AKS.
-const PoolLabel = "kubernetes.azure.com/agentpool"
-
-// LegacyPoolLabel is the older label some clusters still carry.
-const LegacyPoolLabel = "agentpool"
+// The node pool labels, as on AKS (the rule lives in meshversion).
+const (
+	PoolLabel       = meshversion.PoolLabel
+	LegacyPoolLabel = meshversion.LegacyPoolLabel
+)
 
 // kwokAnnotation hands a node to the kwok controller.
 const kwokAnnotation = "kwok.x-k8s.io/node"
@@ -100,24 +101,6 @@ func (p Pool) PowerState() string {
 	return "Running"
 }
 
-// PoolOf returns the node's pool name, from the AKS label or its fallback.
-func PoolOf(n *corev1.Node) string {
-	if p := n.Labels[PoolLabel]; p != "" {
-		return p
-	}
-	return n.Labels[LegacyPoolLabel]
-}
-
-// IsReady reports the node's Ready condition.
-func IsReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
 // Manager changes node pools through the API server.
 type Manager struct {
 	Client kubernetes.Interface
@@ -170,7 +153,7 @@ func Summarize(nodes []corev1.Node) []Pool {
 	var names []string
 	for i := range nodes {
 		n := &nodes[i]
-		name := PoolOf(n)
+		name := meshversion.PoolOf(n.Labels)
 		if name == "" {
 			continue
 		}
@@ -181,7 +164,7 @@ func Summarize(nodes []corev1.Node) []Pool {
 			names = append(names, name)
 		}
 		p.Nodes++
-		if IsReady(n) {
+		if meshversion.IsReady(n) {
 			p.Ready++
 		}
 		if n.Labels[stage.PowerStateLabel] == stage.PowerStopped {
@@ -474,7 +457,7 @@ func (m *Manager) waitCondition(ctx context.Context, names []string, want bool) 
 			if err != nil {
 				return false, nil
 			}
-			if IsReady(n) == want {
+			if meshversion.IsReady(n) == want {
 				delete(pending, name)
 			}
 		}
