@@ -4,6 +4,8 @@ BIN     := bin/meshaddon
 # Slow end-to-end tests share clusters; the first run also builds the test
 # bed's binaries (about 10 minutes on 2 cores), hence the long timeout.
 TEST_TIMEOUT ?= 75m
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 
 .PHONY: build demo test unit e2e vet fmt clean generate bench
 
@@ -32,8 +34,12 @@ clean:
 # print `RESULT name=value unit` lines and append to bench/out/results.md.
 # Skipped by `go test ./...` unless MESHADDON_BENCH=1. The 5,000-node manager
 # benchmark takes a while; the cold build runs only with MESHADDON_BENCH_COLD=1.
+# BENCH_ARGS picks some: make bench BENCH_ARGS='-run TestTestbed'.
+# The raw output of every run is kept in bench/raw/ (committed with the figures
+# RESULTS.md copies from it).
 bench:
-	MESHADDON_BENCH=1 $(GO) test -count=1 -timeout 60m -v ./bench/
+	mkdir -p bench/raw
+	MESHADDON_BENCH=1 $(GO) test -count=1 -timeout 60m -v ./bench/ $(BENCH_ARGS) 2>&1 | tee bench/raw/$$(date -u +%Y%m%dT%H%M%SZ).log
 
 # controller-gen writes the deepcopy functions and the CRDs from api/.
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.19.0

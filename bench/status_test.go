@@ -3,8 +3,9 @@ package bench
 // `meshaddon status` and `meshaddon precheck` at scale: one cluster with
 // 5,000 nodes and 50,000 pods, half of them carrying a classic-injected
 // spec. Side by side in the same run: the document's kubectl custom-columns
-// command, `meshaddon status -A`, and the floor (a bare paged LIST of every
-// pod), each timed and its peak RSS read from the kernel; then `meshaddon
+// command, `meshaddon status -A`, and the floor (bare paged LISTs of every
+// pod, three namespaces at once as status lists them, and one sequential
+// LIST for reference), each timed and its peak RSS read from the kernel; then `meshaddon
 // precheck`.
 
 import (
@@ -141,7 +142,10 @@ func TestStatusAndPrecheckAtScale(t *testing.T) {
 	commands := []statusCommand{
 		{key: "kubectl", bin: kubectl, args: []string{"get", "pod", "-A", "-o", kubectlColumns, "--kubeconfig", kcfg, "--cache-dir", cacheDir}},
 		{key: "meshaddon", bin: meshaddonBin, args: []string{"status", "-A", "--kubeconfig", kcfg}},
+		// The floor lists as status does (three namespaces at once); the
+		// sequential one, one all-namespaces LIST, is shown for reference.
 		{key: "floor", bin: tools.floor, args: []string{"--kubeconfig", kcfg}},
+		{key: "floor-sequential", bin: tools.floor, args: []string{"--kubeconfig", kcfg, "--namespaces-at-once", "0"}},
 	}
 
 	t.Run("output matches kubectl", func(t *testing.T) {
@@ -156,10 +160,12 @@ func TestStatusAndPrecheckAtScale(t *testing.T) {
 			outs[c.key] = out.Bytes()
 		}
 		checkStatusOutput(t, outs["kubectl"], outs["meshaddon"], pods)
-		if got := strings.TrimSpace(string(outs["floor"])); !strings.HasSuffix(got, " pods") {
-			t.Errorf("floor printed %q", got)
-		} else {
-			t.Logf("floor listed %s", got)
+		for _, key := range []string{"floor", "floor-sequential"} {
+			if got := strings.TrimSpace(string(outs[key])); !strings.HasSuffix(got, " pods") {
+				t.Errorf("%s printed %q", key, got)
+			} else {
+				t.Logf("%s listed %s", key, got)
+			}
 		}
 	})
 
