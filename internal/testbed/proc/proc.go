@@ -67,10 +67,10 @@ func (d Daemon) Start() (bool, error) {
 	if _, ok := d.PID(); ok {
 		return false, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(d.LogFile), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(d.LogFile), 0o700); err != nil {
 		return false, err
 	}
-	log, err := os.OpenFile(d.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	log, err := os.OpenFile(d.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return false, err
 	}
@@ -83,7 +83,7 @@ func (d Daemon) Start() (bool, error) {
 	if err := cmd.Start(); err != nil {
 		return false, fmt.Errorf("start %s: %w", filepath.Base(d.Args[0]), err)
 	}
-	if err := os.WriteFile(d.PIDFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+	if err := os.WriteFile(d.PIDFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		return false, err
 	}
