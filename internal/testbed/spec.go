@@ -57,6 +57,21 @@ func DefaultSpec() Spec {
 	}
 }
 
+// NewestRevision is the newest of the mesh revisions the cluster was
+// created with: what a command acting on one revision defaults to.
+func (s *Spec) NewestRevision() (string, error) {
+	var newest *meshversion.Revision
+	for _, r := range s.Revisions {
+		if rev, err := meshversion.ParseRevision(r); err == nil && (newest == nil || !newest.AtLeast(rev)) {
+			newest = &rev
+		}
+	}
+	if newest == nil {
+		return "", fmt.Errorf("the cluster's spec lists no mesh revision (%q): pass --revision asm-1-NN", s.Revisions)
+	}
+	return newest.String(), nil
+}
+
 // LoadSpecFile reads a YAML config file; fields it leaves out keep their
 // defaults.
 func LoadSpecFile(path string) (Spec, error) {

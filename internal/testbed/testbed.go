@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -80,6 +81,11 @@ func (t *Testbed) Up(ctx context.Context, spec Spec) ([]string, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	// Every file written from here on, by kwokctl, the control plane, the
+	// daemons and the istiods they start (all inherit the mask), is its
+	// owner's only: among them are the cluster's CA and admin keys and
+	// istiod's serving key.
+	syscall.Umask(0o077)
 	if t.Cluster.Exists() {
 		var old Spec
 		if err := t.Cluster.LoadSpec(&old); err != nil {

@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,11 +17,15 @@ import (
 )
 
 // TestDownLeavesNothing brings a second cluster up beside any other, checks
-// that every process it started listens on loopback only, and that `down`
-// leaves no process behind.
+// that every process it started listens on loopback only and that its keys
+// and secrets are its owner's only, that `down` of a cluster whose name is a
+// prefix of its own (t beside t2) leaves it running, and that its own
+// `down` leaves no process behind.
 func TestDownLeavesNothing(t *testing.T) {
-	const name = "lifecycle"
-	mustMeshaddon(t, "local", "up", "--name", name, "--pool", "system="+currentVersion+":1", "--arm")
+	const name = "t2"
+	// A failed check must not leave the clusters running: down again is a no-op.
+	t.Cleanup(func() { meshaddon(t, "local", "down", "--name", "t"); meshaddon(t, "local", "down", "--name", name) })
+	up := mustMeshaddon(t, "local", "up", "--name", name, "--pool", "system="+currentVersion+":1", "--arm")
 	dir := filepath.Join(stateDir, "clusters", name)
 	procs := proc.Find(dir)
 	if len(procs) < 7 { // etcd, apiserver, controller-manager, scheduler, kwok, runner, istiod, manager, ARM endpoint
@@ -43,6 +50,53 @@ func TestDownLeavesNothing(t *testing.T) {
 		}
 	}
 
+	t.Run("keys and secrets are the owner's only", func(t *testing.T) {
+		if secret := armVar("AZURE_CLIENT_SECRET"); strings.Contains(up.stdout+up.stderr, secret) {
+			t.Errorf("local up --arm printed the ARM client secret:\n%s", up)
+		}
+		checkPrivate(t, dir)
+	})
+
+	t.Run("down of cluster t leaves cluster t2 running", func(t *testing.T) {
+		const other = "t"
+		mustMeshaddon(t, "local", "up", "--name", other, "--pool", "system="+currentVersion+":1", "--manager=false")
+		otherDir := filepath.Join(stateDir, "clusters", other)
+		otherProcs := proc.Find(otherDir)
+		if len(otherProcs) == 0 {
+			t.Fatal("found no process of cluster t")
+		}
+		mustMeshaddon(t, "local", "down", "--name", other)
+		for _, p := range otherProcs {
+			if proc.Alive(p.PID) {
+				t.Errorf("process %d of cluster t (%s) outlived its `local down`", p.PID, p.Command)
+			}
+		}
+		for _, p := range procs {
+			if !proc.Alive(p.PID) {
+				t.Errorf("`local down --name t` ended process %d of cluster t2: %s", p.PID, p.Command)
+			}
+		}
+		var st struct {
+			Healthy    bool
+			Components []struct {
+				Name    string
+				Running bool
+			}
+		}
+		r := mustMeshaddon(t, "local", "status", "--name", name, "-o", "json")
+		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+			t.Fatalf("status -o json: %v\n%s", err, r.stdout)
+		}
+		if !st.Healthy {
+			t.Errorf("cluster t2 is not healthy after `local down --name t`: %s", r.stdout)
+		}
+		for _, c := range st.Components {
+			if !c.Running {
+				t.Errorf("cluster t2's %s is not running after `local down --name t`", c.Name)
+			}
+		}
+	})
+
 	r := mustMeshaddon(t, "local", "down", "--name", name)
 	if !strings.Contains(r.stdout, "deleted") {
 		t.Errorf("down said:\n%s", r.stdout)
@@ -60,6 +114,52 @@ func TestDownLeavesNothing(t *testing.T) {
 	}
 	if r := mustMeshaddon(t, "local", "down", "--name", name); !strings.Contains(r.stdout, "nothing to do") {
 		t.Errorf("second down: %s", r)
+	}
+}
+
+// checkPrivate walks a running cluster's directory: it must be 0700, and
+// no key, kubeconfig or secret in it may be readable by group or others.
+func checkPrivate(t *testing.T, dir string) {
+	t.Helper()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("cluster directory %s is %v, want 0700", dir, fi.Mode().Perm())
+	}
+	found := map[string]bool{}
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil || d.IsDir() || d.Type()&fs.ModeSymlink != 0 {
+			return err
+		}
+		base := d.Name()
+		secret := strings.HasSuffix(base, ".key") || strings.HasSuffix(base, ".pem") ||
+			strings.Contains(base, "kubeconfig") || base == "identity.json"
+		if !secret {
+			return nil
+		}
+		found[base] = true
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s is %v: group or others can read it", path, info.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The files that must be there, so the walk cannot pass by finding none.
+	for _, want := range []string{"ca.key", "admin.key", "kubeconfig", "kubeconfig.yaml", "identity.json", "tls.key"} {
+		if !found[want] {
+			t.Errorf("no %s in %s; found %v", want, dir, found)
+		}
 	}
 }
 

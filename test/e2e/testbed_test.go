@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -350,15 +351,153 @@ func TestTestbed(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("istiod rolls with surge: every pod created across its restarts is admitted and injected", func(t *testing.T) {
+		const ns, deployment = "roll", "istiod-asm-1-26"
+		createNamespace(t, kube, ns, "asm-1-26")
+		defer func() { _ = kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) }()
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		minReady := watchIstiodReadiness(t, watchCtx, kube, deployment)
+
+		// Pods are created one after another, as a busy cluster would,
+		// while istiod rolls to native and back to classic.
+		stopCreating := make(chan struct{})
+		stop := sync.OnceFunc(func() { close(stopCreating) })
+		defer stop() // also when a wait below fails the test
+		type created struct {
+			name string
+			err  error
+		}
+		results := make(chan created, 1000)
+		go func() {
+			defer close(results)
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{GenerateName: "roll-", Namespace: ns},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}}},
+			}
+			for {
+				select {
+				case <-stopCreating:
+					return
+				case <-time.After(150 * time.Millisecond):
+				}
+				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				p, err := kube.CoreV1().Pods(ns).Create(cctx, pod, metav1.CreateOptions{})
+				cancel()
+				if err != nil {
+					results <- created{err: err}
+					continue
+				}
+				results <- created{name: p.Name}
+			}
+		}()
+		time.Sleep(time.Second)
+		for _, value := range []string{"true", "false"} {
+			setIstiodEnv(t, kube, deployment, value)
+			waitRollout(t, kube, istioNS, deployment)
+			waitFor(t, 2*time.Minute, "the old istiod pod of "+deployment+" gone", func(ctx context.Context) (bool, string) {
+				pods, err := kube.CoreV1().Pods(istioNS).List(ctx, metav1.ListOptions{LabelSelector: "app=istiod,istio.io/rev=asm-1-26"})
+				if err != nil {
+					return false, err.Error()
+				}
+				return len(pods.Items) == 1, fmt.Sprintf("%d istiod pods", len(pods.Items))
+			})
+			wantInit := map[string]string{"true": "istio-init,istio-proxy", "false": "istio-init"}[value]
+			waitFor(t, time.Minute, "istiod asm-1-26 injects with ENABLE_NATIVE_SIDECARS="+value, func(ctx context.Context) (bool, string) {
+				pod, err := tryDryRunPod(ctx, kube, ns, nil)
+				if err != nil {
+					return false, err.Error()
+				}
+				return names(pod.Spec.InitContainers) == wantInit, "init " + names(pod.Spec.InitContainers)
+			})
+			time.Sleep(time.Second)
+		}
+		stop()
+		var made []string
+		for r := range results {
+			if r.err != nil {
+				t.Errorf("a pod created while istiod rolled was refused: %v", r.err)
+				continue
+			}
+			made = append(made, r.name)
+		}
+		stopWatch()
+		if len(made) < 20 {
+			t.Errorf("only %d pods were created across the rolls", len(made))
+		}
+		for _, name := range made {
+			p, err := kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				t.Errorf("pod %s created while istiod rolled: %v", name, err)
+				continue
+			}
+			if container(p.Spec.Containers, "istio-proxy") == nil && container(p.Spec.InitContainers, "istio-proxy") == nil {
+				t.Errorf("pod %s created while istiod rolled has no istio-proxy: init %s, containers %s", name, names(p.Spec.InitContainers), names(p.Spec.Containers))
+			}
+		}
+		if m := <-minReady; m < 1 {
+			t.Errorf("%s had %d ready pods at some moment of its rolls, want at least 1 throughout", deployment, m)
+		}
+	})
+}
+
+// watchIstiodReadiness follows the pods of an istiod Deployment until ctx
+// ends, then sends the fewest ready (and not terminating) pods it saw.
+func watchIstiodReadiness(t *testing.T, ctx context.Context, kube kubernetes.Interface, deployment string) <-chan int {
+	t.Helper()
+	rev := strings.TrimPrefix(deployment, "istiod-")
+	opts := metav1.ListOptions{LabelSelector: "app=istiod,istio.io/rev=" + rev}
+	list, err := kube.CoreV1().Pods(istioNS).List(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := map[string]bool{}
+	count := func() int {
+		n := 0
+		for _, r := range ready {
+			if r {
+				n++
+			}
+		}
+		return n
+	}
+	for i := range list.Items {
+		ready[list.Items[i].Name] = podReady(&list.Items[i]) && list.Items[i].DeletionTimestamp == nil
+	}
+	opts.ResourceVersion = list.ResourceVersion
+	w, err := kube.CoreV1().Pods(istioNS).Watch(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan int, 1)
+	go func() {
+		defer w.Stop()
+		least := count()
+		for ev := range w.ResultChan() {
+			p, ok := ev.Object.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			if ev.Type == "DELETED" {
+				delete(ready, p.Name)
+			} else {
+				ready[p.Name] = podReady(p) && p.DeletionTimestamp == nil
+			}
+			least = min(least, count())
+		}
+		out <- least
+	}()
+	return out
 }
 
 // istiodPID finds the pilot-discovery process the runner started for a
-// Deployment: its working directory is named after it.
+// Deployment: its working directory is istiod/<deployment>/<https port>.
 func istiodPID(t *testing.T, cluster, deployment string) int {
 	t.Helper()
 	for _, p := range proc.Find(filepath.Join(stateDir, "clusters", cluster)) {
 		cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", p.PID))
-		if strings.Contains(p.Command, "pilot-discovery") && filepath.Base(cwd) == deployment {
+		if strings.Contains(p.Command, "pilot-discovery") && filepath.Base(filepath.Dir(cwd)) == deployment {
 			return p.PID
 		}
 	}

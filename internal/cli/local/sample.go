@@ -30,7 +30,9 @@ func newSampleCommand(streams genericiooptions.IOStreams) *cobra.Command {
 				return err
 			}
 			if revision == "" {
-				revision = spec.Revisions[len(spec.Revisions)-1]
+				if revision, err = spec.NewestRevision(); err != nil {
+					return fmt.Errorf("cluster %q: %w", name, err)
+				}
 			}
 			if _, err := meshversion.ParseRevision(revision); err != nil {
 				return err

@@ -274,8 +274,8 @@ func (s *Server) poolStep(snap *snapshot, name string, version *string, count *i
 	}
 	current := currentVersion(*p)
 	if version != nil && *version != "" && !sameVersion(*version, current) {
-		cv, _ := meshversion.ParseKube(current)
-		if kv.LessThan(cv) {
+		// A pool whose nodes report no version has nothing to downgrade from.
+		if cv, err := meshversion.ParseKube(current); err == nil && kv.LessThan(cv) {
 			return bad("NotAllowedAgentPoolVersionDowngrade", "Agent pool %s runs %s: downgrading it to %s is not allowed.", name, current, want)
 		}
 		return &step{kind: "Upgrading", version: kv.String(), run: func(ctx context.Context) error { return s.Pools.Upgrade(ctx, name, "v"+kv.String()) }}, nil

@@ -32,9 +32,11 @@ type Component struct {
 	Packages []string
 	// Binaries names the output of a single-package build whose import path
 	// does not end in the binary's name (etcd's is .../server/v3).
-	Binaries       []string
-	Ldflags        string
-	ReplaceStaging bool
+	Binaries []string
+	// StampKubeVersion sets k8s.io/component-base/version to Version, so
+	// the servers report it from /version instead of v0.0.0.
+	StampKubeVersion bool
+	ReplaceStaging   bool
 }
 
 // BinaryNames returns the executables the component produces.
@@ -225,7 +227,15 @@ func (c *Cache) build(ctx context.Context, comp Component, dest string) error {
 	if len(comp.Binaries) == 1 {
 		target = filepath.Join(out, comp.Binaries[0])
 	}
-	args := []string{"build", "-mod=mod", "-ldflags", strings.TrimSpace("-s -w " + comp.Ldflags), "-o", target}
+	ldflags := "-s -w"
+	if comp.StampKubeVersion {
+		stamp, err := kubeVersionLdflags(comp.Version)
+		if err != nil {
+			return fmt.Errorf("build %s: %w", comp.Name, err)
+		}
+		ldflags += " " + stamp
+	}
+	args := []string{"build", "-mod=mod", "-ldflags", ldflags, "-o", target}
 	args = append(args, comp.Packages...)
 
 	c.printf("building %s %s (%s); this happens once per version", comp.Name, comp.Version, strings.Join(comp.BinaryNames(), ", "))
@@ -336,16 +346,22 @@ func stagingModules(ctx context.Context, module, version string) ([]string, erro
 	return mods, nil
 }
 
-func kubeVersionLdflags(v string) string {
-	parts := strings.SplitN(strings.TrimPrefix(v, "v"), ".", 3)
+// kubeVersionLdflags stamps a Kubernetes release (v1.34.4) into
+// k8s.io/component-base/version as its own build does.
+func kubeVersionLdflags(v string) (string, error) {
+	if !semver.IsValid(v) || semver.Canonical(v) != v {
+		return "", fmt.Errorf("%q is not a Kubernetes release version: want one such as v1.34.4", v)
+	}
+	major := semver.Major(v)
+	minor := strings.TrimPrefix(semver.MajorMinor(v), major+".")
 	pkg := "k8s.io/component-base/version"
 	return strings.Join([]string{
 		"-X " + pkg + ".gitVersion=" + v,
-		"-X " + pkg + ".gitMajor=" + parts[0],
-		"-X " + pkg + ".gitMinor=" + parts[1],
+		"-X " + pkg + ".gitMajor=" + strings.TrimPrefix(major, "v"),
+		"-X " + pkg + ".gitMinor=" + minor,
 		"-X " + pkg + ".gitTreeState=clean",
 		"-X " + pkg + ".buildDate=2026-01-01T00:00:00Z",
-	}, " ")
+	}, " "), nil
 }
 
 func tail(s string, lines int) string {

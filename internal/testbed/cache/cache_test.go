@@ -36,12 +36,47 @@ func TestBinaryNames(t *testing.T) {
 }
 
 func TestKubeVersionLdflags(t *testing.T) {
-	got := kubeVersionLdflags("v1.34.4")
+	got, err := kubeVersionLdflags("v1.34.4")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, want := range []string{"gitVersion=v1.34.4", "gitMajor=1", "gitMinor=34"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("ldflags %q lack %q", got, want)
 		}
 	}
+	// A pin without a minor version panicked indexing its parts.
+	for _, bad := range []string{"v1", "1", "", "v1.34", "1.34.4", "v1.34.4+build", "v1.34.4 -X x=y"} {
+		if got, err := kubeVersionLdflags(bad); err == nil || !strings.Contains(err.Error(), "v1.34.4") {
+			t.Errorf("kubeVersionLdflags(%q) = %q, %v; want an error showing the form", bad, got, err)
+		}
+	}
+	if _, err := kubeVersionLdflags(KubernetesVersion); err != nil {
+		t.Errorf("the pinned version: %v", err)
+	}
+}
+
+// Any pin gets ldflags that stamp exactly it, or an error; never a panic,
+// and never a flag smuggled in through the version.
+func FuzzKubeVersionLdflags(f *testing.F) {
+	for _, seed := range []string{"v1.34.4", "v1", "1.2", "v1.30.0-rc.1", "v2.0.0", "v1.34.4 -X a=b", ""} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		got, err := kubeVersionLdflags(v)
+		if err != nil {
+			return
+		}
+		fields := strings.Fields(got)
+		if len(fields) != 10 || fields[1] != "k8s.io/component-base/version.gitVersion="+v {
+			t.Errorf("kubeVersionLdflags(%q) = %q", v, got)
+		}
+		for i := 0; i < len(fields); i += 2 {
+			if fields[i] != "-X" {
+				t.Errorf("kubeVersionLdflags(%q) = %q: %q is not a -X flag", v, got, fields[i])
+			}
+		}
+	})
 }
 
 // The scratch module of k8s.io/kubernetes maps every staging module to the

@@ -36,8 +36,7 @@ var Components = []Component{
 			"k8s.io/kubernetes/cmd/kube-scheduler",
 			"k8s.io/kubernetes/cmd/kubectl",
 		},
-		// Without these the servers report v0.0.0 from /version.
-		Ldflags: kubeVersionLdflags(KubernetesVersion),
+		StampKubeVersion: true,
 		// k8s.io/kubernetes points its staging modules at ./staging; outside
 		// its repository they must be the matching v0.x releases.
 		ReplaceStaging: true,

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -86,6 +87,43 @@ func (c *Cluster) PIDFile(daemon string) string { return filepath.Join(c.Dir, da
 
 func (c *Cluster) specPath() string { return filepath.Join(c.Dir, "spec.json") }
 
+// MkDir creates the cluster's directory for its owner only: it holds the
+// cluster's CA and admin keys, kubeconfig and the ARM client secret. An
+// existing directory is made private too.
+func (c *Cluster) MkDir() error {
+	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", c.Dir, err)
+	}
+	return os.Chmod(c.Dir, 0o700)
+}
+
+// restrict takes group and other permissions off everything in the
+// cluster's directory: kwokctl writes the CA and admin keys 0644 (clusters
+// created before meshaddon kept its files private have them so too).
+// Symbolic links are left alone: they point out of the directory.
+func (c *Cluster) restrict() error {
+	return filepath.WalkDir(c.Dir, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // a component removed it meanwhile
+		}
+		if err != nil || d.Type()&fs.ModeSymlink != 0 {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil || info.Mode().Perm()&0o077 == 0 {
+			return ignoreNotExist(err)
+		}
+		return ignoreNotExist(os.Chmod(path, info.Mode()&^0o077))
+	})
+}
+
+func ignoreNotExist(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
 // Exists reports whether the cluster was created and not torn down.
 func (c *Cluster) Exists() bool {
 	_, err := os.Stat(c.specPath())
@@ -98,11 +136,11 @@ func (c *Cluster) SaveSpec(spec any) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(c.Dir, 0o755); err != nil {
+	if err := c.MkDir(); err != nil {
 		return err
 	}
 	tmp := c.specPath() + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return err
 	}
 	return os.Rename(tmp, c.specPath())
@@ -203,10 +241,13 @@ func (c *Cluster) Start(ctx context.Context, bins cache.Binaries, apiserverPort 
 	if c.Healthy(ctx) {
 		return false, nil
 	}
-	if err := os.MkdirAll(c.LogDir(), 0o755); err != nil {
-		return false, fmt.Errorf("create %s: %w", c.Dir, err)
+	if err := c.MkDir(); err != nil {
+		return false, err
 	}
-	log, err := os.OpenFile(filepath.Join(c.LogDir(), "kwokctl.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err := os.MkdirAll(c.LogDir(), 0o700); err != nil {
+		return false, fmt.Errorf("create %s: %w", c.LogDir(), err)
+	}
+	log, err := os.OpenFile(filepath.Join(c.LogDir(), "kwokctl.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return false, err
 	}
@@ -235,13 +276,16 @@ func (c *Cluster) Start(ctx context.Context, bins cache.Binaries, apiserverPort 
 			return false, err
 		}
 		confPath := filepath.Join(c.Dir, "kwokctl.yaml")
-		if err := os.WriteFile(confPath, conf, 0o644); err != nil {
+		if err := os.WriteFile(confPath, conf, 0o600); err != nil {
 			return false, err
 		}
 		if err := c.kwokctl(ctx, bins, log, "create", "cluster", "--name", c.Name, "--runtime", "binary",
 			"--config", confPath, "--kubeconfig", "", "--wait", "60s"); err != nil {
 			return false, err
 		}
+	}
+	if err := c.restrict(); err != nil {
+		return false, fmt.Errorf("make the files of cluster %q private: %w", c.Name, err)
 	}
 	data, err := os.ReadFile(filepath.Join(c.kwokClusterDir(), "kubeconfig.yaml"))
 	if err != nil {
@@ -258,10 +302,10 @@ func (c *Cluster) Delete(ctx context.Context, bins cache.Binaries) error {
 	if _, err := os.Stat(c.kwokClusterDir()); err != nil {
 		return nil
 	}
-	if err := os.MkdirAll(c.LogDir(), 0o755); err != nil {
+	if err := os.MkdirAll(c.LogDir(), 0o700); err != nil {
 		return err
 	}
-	log, err := os.OpenFile(filepath.Join(c.LogDir(), "kwokctl.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	log, err := os.OpenFile(filepath.Join(c.LogDir(), "kwokctl.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}

@@ -9,13 +9,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os/exec"
 	"strconv"
 	"strings"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/internal/istiod"
@@ -152,10 +158,96 @@ func pointWebhooksAt(u *unstructured.Unstructured, port int) error {
 		if path == "" {
 			path, _, _ = unstructured.NestedString(hook, "clientConfig", "path")
 		}
-		hook["clientConfig"] = map[string]any{"url": fmt.Sprintf("https://127.0.0.1:%d%s", port, path)}
+		hook["clientConfig"] = map[string]any{"url": WebhookURL(port, path)}
 		hooks[i] = hook
 	}
 	return unstructured.SetNestedSlice(u.Object, hooks, "webhooks")
+}
+
+// WebhookURL is where the API server calls istiod's webhook at path: the
+// HTTPS port of the istiod process serving the revision, on loopback.
+func WebhookURL(port int, path string) string {
+	return fmt.Sprintf("https://127.0.0.1:%d%s", port, path)
+}
+
+// PointWebhooks points every webhook of revision's webhook configurations
+// that calls a loopback istiod (all of them, as Adjust installs them) at
+// port, keeping each path. The runner calls it when another istiod process
+// takes over the revision.
+func PointWebhooks(ctx context.Context, kube kubernetes.Interface, revision string, port int) error {
+	opts := metav1.ListOptions{LabelSelector: RevisionLabel + "=" + revision}
+	api := kube.AdmissionregistrationV1()
+	mutating, err := api.MutatingWebhookConfigurations().List(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("list the webhooks of %s: %w", revision, err)
+	}
+	for _, c := range mutating.Items {
+		err := repoint(ctx, api.MutatingWebhookConfigurations(), c.Name, port, func(c *admissionv1.MutatingWebhookConfiguration) []*admissionv1.WebhookClientConfig {
+			var out []*admissionv1.WebhookClientConfig
+			for i := range c.Webhooks {
+				out = append(out, &c.Webhooks[i].ClientConfig)
+			}
+			return out
+		})
+		if err != nil {
+			return err
+		}
+	}
+	validating, err := api.ValidatingWebhookConfigurations().List(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("list the webhooks of %s: %w", revision, err)
+	}
+	for _, c := range validating.Items {
+		err := repoint(ctx, api.ValidatingWebhookConfigurations(), c.Name, port, func(c *admissionv1.ValidatingWebhookConfiguration) []*admissionv1.WebhookClientConfig {
+			var out []*admissionv1.WebhookClientConfig
+			for i := range c.Webhooks {
+				out = append(out, &c.Webhooks[i].ClientConfig)
+			}
+			return out
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// webhookConfigs is the client of one kind of webhook configuration.
+type webhookConfigs[T any] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	Update(ctx context.Context, obj T, opts metav1.UpdateOptions) (T, error)
+}
+
+// repoint moves the loopback URLs of one webhook configuration to port,
+// retrying on conflict: istiod writes the caBundle of the same objects.
+func repoint[T any](ctx context.Context, c webhookConfigs[T], name string, port int, clientConfigs func(T) []*admissionv1.WebhookClientConfig) error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		obj, err := c.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		changed := false
+		for _, cc := range clientConfigs(obj) {
+			if cc.URL == nil {
+				continue
+			}
+			u, err := url.Parse(*cc.URL)
+			if err != nil || u.Hostname() != "127.0.0.1" || u.Port() == strconv.Itoa(port) {
+				continue
+			}
+			cc.URL = ptr.To(WebhookURL(port, u.RequestURI()))
+			changed = true
+		}
+		if !changed {
+			return nil
+		}
+		_, err = c.Update(ctx, obj, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("point webhook %s at port %d: %w", name, port, err)
+	}
+	return nil
 }
 
 func setEnv(u *unstructured.Unstructured, value string) error {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,10 +67,10 @@ func (d Daemon) Start() (bool, error) {
 	if _, ok := d.PID(); ok {
 		return false, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(d.LogFile), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(d.LogFile), 0o700); err != nil {
 		return false, err
 	}
-	log, err := os.OpenFile(d.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	log, err := os.OpenFile(d.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return false, err
 	}
@@ -82,7 +83,7 @@ func (d Daemon) Start() (bool, error) {
 	if err := cmd.Start(); err != nil {
 		return false, fmt.Errorf("start %s: %w", filepath.Base(d.Args[0]), err)
 	}
-	if err := os.WriteFile(d.PIDFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+	if err := os.WriteFile(d.PIDFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o600); err != nil {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		return false, err
 	}
@@ -129,9 +130,12 @@ type Process struct {
 }
 
 // Find returns every live process whose command line or working directory
-// mentions dir: every process of a test bed cluster does, since its
-// kubeconfig, pki and work files live there.
+// names dir or a path under it: every process of a test bed cluster does,
+// since its kubeconfig, pki and work files live there. A path merely
+// starting with the same characters (cluster t2 when dir is cluster t's)
+// is another cluster's and does not count.
 func Find(dir string) []Process {
+	dir = filepath.Clean(dir)
 	var out []Process
 	entries, _ := os.ReadDir("/proc")
 	self := os.Getpid()
@@ -144,13 +148,44 @@ func Find(dir string) []Process {
 		if err != nil || len(raw) == 0 {
 			continue
 		}
-		cmdline := strings.TrimSpace(strings.ReplaceAll(string(raw), "\x00", " "))
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
 		cwd, _ := os.Readlink(filepath.Join("/proc", e.Name(), "cwd"))
-		if (strings.Contains(cmdline, dir) || strings.HasPrefix(cwd, dir)) && Alive(pid) {
-			out = append(out, Process{PID: pid, Command: cmdline})
+		// The kernel marks a removed working directory " (deleted)".
+		cwd = strings.TrimSuffix(cwd, " (deleted)")
+		if (slices.ContainsFunc(args, func(a string) bool { return namesPath(a, dir) }) || within(cwd, dir)) && Alive(pid) {
+			out = append(out, Process{PID: pid, Command: strings.Join(args, " ")})
 		}
 	}
 	return out
+}
+
+// within reports whether path is dir or under it.
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+// pathSeparators end a path inside one argument: --flag=PATH, PATH,PATH,
+// PATH:PATH or a quoted PATH.
+const pathSeparators = "=,:;\"' \t"
+
+// namesPath reports whether the command-line argument arg names dir or a
+// path under it: an occurrence of dir that starts the argument or follows a
+// separator, and ends it, a separator or a '/'.
+func namesPath(arg, dir string) bool {
+	for i := 0; i+len(dir) <= len(arg); {
+		j := strings.Index(arg[i:], dir)
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(dir)
+		before := start == 0 || strings.IndexByte(pathSeparators, arg[start-1]) >= 0
+		after := end == len(arg) || arg[end] == '/' || strings.IndexByte(pathSeparators, arg[end]) >= 0
+		if before && after {
+			return true
+		}
+		i = start + 1
+	}
+	return false
 }
 
 // KillAll sends SIGKILL to each process and waits briefly for them to go.

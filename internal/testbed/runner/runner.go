@@ -1,8 +1,11 @@
 // Package runner plays kubelet for istiod on the test bed: for every istiod
-// Deployment it runs a local pilot-discovery process built from the
-// Deployment's pod template, restarts it whenever that template changes (as a
-// rollout would), and reports the process's health as the readiness of the
-// Deployment's pods, so the Deployment is available only while istiod is.
+// Deployment it runs a local pilot-discovery process built from the pod
+// template, and reports each process's health as the readiness of the pods
+// of its template, so the Deployment is available only while istiod is.
+// A template change rolls as a Deployment with surge does: the new process
+// starts beside the old one (on other ports), the revision's webhooks are
+// pointed at it once it is ready, and the old one stops only when its pods
+// are gone, so injection never has a gap.
 package runner
 
 import (
@@ -15,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -23,7 +27,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
@@ -38,23 +41,39 @@ import (
 // ContainerName is the istiod container in the rendered Deployment.
 const ContainerName = "discovery"
 
-// Runner supervises one pilot-discovery process per istiod Deployment.
+// handoverGrace is how long an old process keeps serving after the
+// webhooks were pointed away from it, for the API server to see the change.
+const handoverGrace = 2 * time.Second
+
+// Runner supervises the pilot-discovery processes of istiod Deployments.
 type Runner struct {
 	Client kubernetes.Interface
 	// Kubeconfig is the file istiod uses to reach the API server.
 	Kubeconfig string
 	// PilotDiscovery is the path of the pilot-discovery binary.
 	PilotDiscovery string
-	// WorkDir holds one empty working directory and log per revision.
+	// WorkDir holds one working directory per process and one log per
+	// Deployment.
 	WorkDir string
 
-	mu    sync.Mutex
-	procs map[string]*process // by Deployment name
-	kick  chan struct{}
+	mu   sync.Mutex
+	deps map[string]*istiod // by Deployment name
+	kick chan struct{}
+}
+
+// istiod is what runs for one Deployment.
+type istiod struct {
+	// procs are its processes, oldest first; during a roll the last one is
+	// the current template's.
+	procs []*process
+	// webhookPort is the HTTPS port the revision's webhooks were last
+	// pointed at, and pointedAt when.
+	webhookPort int
+	pointedAt   time.Time
 }
 
 type process struct {
-	key     string
+	key     string // the pod template it runs (templateKey)
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	healthy bool
@@ -66,7 +85,7 @@ type process struct {
 
 // Run supervises until ctx ends, then stops every process it started.
 func (r *Runner) Run(ctx context.Context) error {
-	r.procs = map[string]*process{}
+	r.deps = map[string]*istiod{}
 	r.kick = make(chan struct{}, 1)
 	factory := informers.NewSharedInformerFactoryWithOptions(r.Client, 0,
 		informers.WithNamespace(mesh.Namespace),
@@ -114,6 +133,8 @@ func (r *Runner) wake() {
 type podLister func(labels.Selector) ([]*corev1.Pod, error)
 
 func (r *Runner) reconcile(ctx context.Context, deps []*appsv1.Deployment, listPods podLister) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	seen := map[string]bool{}
 	for _, d := range deps {
 		seen[d.Name] = true
@@ -125,64 +146,170 @@ func (r *Runner) reconcile(ctx context.Context, deps []*appsv1.Deployment, listP
 			klog.ErrorS(err, "istiod deployment has no local ports; reinstall the revision with `meshaddon local up`", "deployment", d.Name)
 			continue
 		}
-		p := r.ensure(d, ports)
-		r.updatePods(ctx, d, p, listPods)
+		sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+		if err != nil {
+			continue
+		}
+		pods, err := listPods(sel)
+		if err != nil {
+			continue
+		}
+		st := r.deps[d.Name]
+		if st == nil {
+			st = &istiod{}
+			r.deps[d.Name] = st
+		}
+		r.roll(ctx, d, st, ports, pods)
 	}
-	r.mu.Lock()
-	for name, p := range r.procs {
+	for name, st := range r.deps {
 		if !seen[name] {
-			klog.InfoS("istiod deployment deleted; stopping its process", "deployment", name)
-			stop(p)
-			delete(r.procs, name)
+			klog.InfoS("istiod deployment deleted; stopping its processes", "deployment", name)
+			for _, p := range st.procs {
+				stop(p)
+			}
+			delete(r.deps, name)
 		}
 	}
-	r.mu.Unlock()
 }
 
-// ensure starts or restarts the process for d's current pod template and
-// refreshes its health.
-func (r *Runner) ensure(d *appsv1.Deployment, ports mesh.Ports) *process {
-	args, env := r.command(d, ports)
-	key := hash(args, env)
-	r.mu.Lock()
-	p := r.procs[d.Name]
-	r.mu.Unlock()
-	exited := p != nil && isClosed(p.exited)
-	if p == nil || p.key != key || exited {
-		restarts := 0
-		if p != nil {
-			if p.key == key && exited {
-				restarts = p.restarts + 1
-				backoff := time.Duration(min(restarts, 30)) * time.Second
-				if time.Since(p.started) < backoff {
-					return p // wait before restarting a crashing process
-				}
-				klog.InfoS("istiod exited; restarting", "deployment", d.Name, "restarts", restarts)
-			} else {
-				klog.InfoS("istiod pod template changed; restarting", "deployment", d.Name)
-			}
-			stop(p)
-		}
-		np, err := r.start(d.Name, args, env)
-		if err != nil {
-			klog.ErrorS(err, "start istiod", "deployment", d.Name)
-			np = &process{key: key, exited: closedChan(), started: time.Now()}
-		}
-		np.key, np.ports, np.restarts = key, ports, restarts
-		r.mu.Lock()
-		r.procs[d.Name] = np
-		r.mu.Unlock()
-		p = np
+// roll converges one Deployment's processes, as a kubelet and a rolling
+// update with surge would: the current template's process runs (restarted
+// with backoff when it exits); each pod is ready while the process of its
+// own template is healthy; the revision's webhooks move to the current
+// process once it is ready; and an older process stops only when none of
+// its pods is left and the current one has taken over.
+func (r *Runner) roll(ctx context.Context, d *appsv1.Deployment, st *istiod, annotated mesh.Ports, pods []*corev1.Pod) {
+	want := r.templateKey(d, d.Spec.Template.Spec)
+	cur := st.newest(want)
+	if cur == nil || isClosed(cur.exited) {
+		cur = r.startCurrent(d, st, want, cur, annotated)
 	}
-	p.healthy = !isClosed(p.exited) && ready(ports.HTTP)
+	for _, p := range st.procs {
+		p.healthy = !isClosed(p.exited) && ready(p.ports.HTTP)
+	}
+	if cur.healthy && st.webhookPort != cur.ports.HTTPS {
+		r.handOver(ctx, d, st, cur, annotated)
+	}
+
+	needed := map[string]bool{want: true}
+	for _, pod := range pods {
+		if pod.Spec.NodeName == "" || pod.DeletionTimestamp != nil {
+			continue
+		}
+		key := r.templateKey(d, pod.Spec)
+		needed[key] = true
+		p := st.newest(key)
+		ready := p != nil && p.healthy
+		if podReady(pod) == ready && pod.Status.Phase == corev1.PodRunning {
+			continue
+		}
+		if err := setPodStatus(ctx, r.Client, pod, ready); err != nil {
+			klog.ErrorS(err, "update istiod pod status", "pod", pod.Name)
+		}
+	}
+
+	if !cur.healthy || st.webhookPort != cur.ports.HTTPS || time.Since(st.pointedAt) < handoverGrace {
+		return
+	}
+	kept := st.procs[:0]
+	for _, p := range st.procs {
+		if p != cur && !needed[p.key] {
+			klog.InfoS("no pod of an older istiod template is left; stopping its process", "deployment", d.Name, "httpsPort", p.ports.HTTPS)
+			stop(p)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	st.procs = kept
+}
+
+// newest is the newest process for the template key, or nil.
+func (st *istiod) newest(key string) *process {
+	for i := len(st.procs) - 1; i >= 0; i-- {
+		if st.procs[i].key == key {
+			return st.procs[i]
+		}
+	}
+	return nil
+}
+
+// startCurrent starts the process of the Deployment's current template,
+// replacing dead, its exited one (after a backoff), if any. It listens on
+// the annotated ports unless an older process still holds them: then on
+// free ones, and the webhooks follow it once it is ready.
+func (r *Runner) startCurrent(d *appsv1.Deployment, st *istiod, key string, dead *process, annotated mesh.Ports) *process {
+	restarts := 0
+	if dead != nil {
+		restarts = dead.restarts + 1
+		backoff := time.Duration(min(restarts, 30)) * time.Second
+		if time.Since(dead.started) < backoff {
+			return dead // wait before restarting a crashing process
+		}
+		klog.InfoS("istiod exited; restarting", "deployment", d.Name, "restarts", restarts)
+		st.procs = slices.DeleteFunc(st.procs, func(p *process) bool { return p == dead })
+	} else if len(st.procs) > 0 {
+		klog.InfoS("istiod pod template changed; starting the new istiod beside the old one", "deployment", d.Name)
+	}
+	ports := annotated
+	if slices.ContainsFunc(st.procs, func(p *process) bool { return p.ports == annotated && !isClosed(p.exited) }) {
+		free, err := mesh.FreePorts()
+		if err != nil {
+			klog.ErrorS(err, "find ports for the new istiod", "deployment", d.Name)
+			return r.failed(st, key, restarts)
+		}
+		ports = free
+	}
+	p, err := r.start(d, ports)
+	if err != nil {
+		klog.ErrorS(err, "start istiod", "deployment", d.Name)
+		return r.failed(st, key, restarts)
+	}
+	p.key, p.restarts = key, restarts
+	st.procs = append(st.procs, p)
 	return p
 }
 
-// command is the pilot-discovery command line and environment for d, the
-// way a kubelet would build it from the pod template, with the listen
-// addresses moved to the revision's loopback ports.
-func (r *Runner) command(d *appsv1.Deployment, ports mesh.Ports) ([]string, []string) {
-	spec := d.Spec.Template.Spec
+// failed records a process that could not start, so it is retried with
+// backoff like one that exited.
+func (r *Runner) failed(st *istiod, key string, restarts int) *process {
+	p := &process{key: key, exited: closedChan(), started: time.Now(), restarts: restarts}
+	st.procs = append(st.procs, p)
+	return p
+}
+
+// handOver points the revision's webhooks at cur, a ready process, and
+// records its ports on the Deployment (where `local status` and a
+// restarted runner read them).
+func (r *Runner) handOver(ctx context.Context, d *appsv1.Deployment, st *istiod, cur *process, annotated mesh.Ports) {
+	rev := d.Labels[mesh.RevisionLabel]
+	if err := mesh.PointWebhooks(ctx, r.Client, rev, cur.ports.HTTPS); err != nil {
+		klog.ErrorS(err, "point the webhooks at the new istiod", "deployment", d.Name)
+		return
+	}
+	if cur.ports != annotated {
+		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{mesh.PortsAnnotation: cur.ports.String()}}})
+		if _, err := r.Client.AppsV1().Deployments(d.Namespace).Patch(ctx, d.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			klog.ErrorS(err, "record the new istiod's ports", "deployment", d.Name)
+		}
+	}
+	if st.webhookPort != 0 {
+		klog.InfoS("the webhooks call the new istiod", "deployment", d.Name, "httpsPort", cur.ports.HTTPS)
+	}
+	st.webhookPort, st.pointedAt = cur.ports.HTTPS, time.Now()
+}
+
+// templateKey identifies what a pod template runs: the command line and
+// environment built from it, before the ports and name of one process.
+func (r *Runner) templateKey(d *appsv1.Deployment, spec corev1.PodSpec) string {
+	args, env := r.command(d, spec, mesh.Ports{}, "")
+	return hash(args, env)
+}
+
+// command is the pilot-discovery command line and environment for a pod
+// of d with spec, the way a kubelet would build it, with the listen
+// addresses moved to the process's loopback ports and podName as the pod's
+// name (each process has its own, for leader election).
+func (r *Runner) command(d *appsv1.Deployment, spec corev1.PodSpec, ports mesh.Ports, podName string) ([]string, []string) {
 	var c corev1.Container
 	for _, x := range spec.Containers {
 		if x.Name == ContainerName {
@@ -215,7 +342,7 @@ func (r *Runner) command(d *appsv1.Deployment, ports mesh.Ports) ([]string, []st
 		case e.ValueFrom.FieldRef != nil:
 			switch e.ValueFrom.FieldRef.FieldPath {
 			case "metadata.name":
-				env = append(env, e.Name+"="+d.Name+"-local")
+				env = append(env, e.Name+"="+podName)
 			case "metadata.namespace":
 				env = append(env, e.Name+"="+d.Namespace)
 			case "spec.serviceAccountName":
@@ -225,7 +352,7 @@ func (r *Runner) command(d *appsv1.Deployment, ports mesh.Ports) ([]string, []st
 	}
 	env = append(env,
 		"POD_NAMESPACE="+d.Namespace,
-		"POD_NAME="+d.Name+"-local",
+		"POD_NAME="+podName,
 		"SERVICE_ACCOUNT="+sa,
 		"REVISION="+rev,
 		"PILOT_CERT_PROVIDER=istiod",
@@ -244,12 +371,17 @@ func hash(args, env []string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-func (r *Runner) start(name string, args, env []string) (*process, error) {
-	dir := filepath.Join(r.WorkDir, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// start runs pilot-discovery for d's current template on ports, in a
+// working directory of its own (istiod writes its serving certificate
+// there; two processes of a roll must not share it).
+func (r *Runner) start(d *appsv1.Deployment, ports mesh.Ports) (*process, error) {
+	podName := d.Name + "-local-" + strconv.Itoa(ports.HTTPS)
+	args, env := r.command(d, d.Spec.Template.Spec, ports, podName)
+	dir := filepath.Join(r.WorkDir, d.Name, strconv.Itoa(ports.HTTPS))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	log, err := os.OpenFile(filepath.Join(r.WorkDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	log, err := os.OpenFile(filepath.Join(r.WorkDir, d.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -264,13 +396,13 @@ func (r *Runner) start(name string, args, env []string) (*process, error) {
 		_ = log.Close()
 		return nil, fmt.Errorf("start pilot-discovery: %w", err)
 	}
-	p := &process{cmd: cmd, exited: make(chan struct{}), started: time.Now()}
+	p := &process{cmd: cmd, exited: make(chan struct{}), started: time.Now(), ports: ports}
 	go func() {
 		_ = cmd.Wait()
 		_ = log.Close()
 		close(p.exited)
 	}()
-	klog.InfoS("started istiod", "deployment", name, "pid", cmd.Process.Pid)
+	klog.InfoS("started istiod", "deployment", d.Name, "pid", cmd.Process.Pid, "httpsPort", ports.HTTPS)
 	return p, nil
 }
 
@@ -290,8 +422,10 @@ func stop(p *process) {
 func (r *Runner) stopAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, p := range r.procs {
-		stop(p)
+	for _, st := range r.deps {
+		for _, p := range st.procs {
+			stop(p)
+		}
 	}
 }
 
@@ -320,47 +454,6 @@ func closedChan() chan struct{} {
 	c := make(chan struct{})
 	close(c)
 	return c
-}
-
-// updatePods reports the process's health as the readiness of the
-// Deployment's pods of the current template; pods of an older template are
-// no longer served by any process and so are not ready.
-func (r *Runner) updatePods(ctx context.Context, d *appsv1.Deployment, p *process, listPods podLister) {
-	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-	if err != nil {
-		return
-	}
-	pods, err := listPods(sel)
-	if err != nil {
-		return
-	}
-	for _, pod := range pods {
-		if pod.Spec.NodeName == "" || pod.DeletionTimestamp != nil {
-			continue
-		}
-		want := p.healthy && currentTemplate(d, pod)
-		if podReady(pod) == want && pod.Status.Phase == corev1.PodRunning {
-			continue
-		}
-		if err := setPodStatus(ctx, r.Client, pod, want); err != nil {
-			klog.ErrorS(err, "update istiod pod status", "pod", pod.Name)
-		}
-	}
-}
-
-func currentTemplate(d *appsv1.Deployment, pod *corev1.Pod) bool {
-	var want, got []corev1.EnvVar
-	for _, c := range d.Spec.Template.Spec.Containers {
-		if c.Name == ContainerName {
-			want = c.Env
-		}
-	}
-	for _, c := range pod.Spec.Containers {
-		if c.Name == ContainerName {
-			got = c.Env
-		}
-	}
-	return apiequality.Semantic.DeepEqual(want, got)
 }
 
 func podReady(pod *corev1.Pod) bool {
