@@ -29,10 +29,10 @@ var Checks = []Check{
 	{"Mesh", "injection webhooks", checkWebhooks},
 	{"Mesh", "istio-injection label", checkInjectionLabel},
 	{"Injection", "ENABLE_NATIVE_SIDECARS", checkInjection},
+	{"Admission", "native sidecar admitted in each mesh namespace", checkAdmission},
 	{"Workloads", "pods by mode", checkPodModes},
 	{"Workloads", "per-pod overrides", checkOverrides},
 	{"Workloads", "jobs with classic sidecars", checkJobs},
-	{"Workloads", "other pod webhooks", checkOtherWebhooks},
 	{"Permissions", "access for migrate", checkPermissions},
 }
 
@@ -256,11 +256,8 @@ func checkIstiodAvailable(ctx context.Context, e *Env) ([]Result, error) {
 func podWebhooks(c admissionv1.MutatingWebhookConfiguration) []admissionv1.MutatingWebhook {
 	var out []admissionv1.MutatingWebhook
 	for _, w := range c.Webhooks {
-		for _, r := range w.Rules {
-			if hasAny(r.Resources, "pods", "*") && hasAny(opStrings(r.Operations), "CREATE", "*") {
-				out = append(out, w)
-				break
-			}
+		if createsPods(w.Rules) {
+			out = append(out, w)
 		}
 	}
 	return out
@@ -419,27 +416,6 @@ func checkJobs(ctx context.Context, e *Env) ([]Result, error) {
 	}
 	return one(Warn, fmt.Sprintf("%d Job(s)/CronJob(s) run classic sidecars, which keep their pods from completing: %s", pc.ClassicJobCount, listSomeOf(pc.ClassicJobs, int(pc.ClassicJobCount))),
 		"native mode fixes them: CronJobs pick it up at their next run; recreate Jobs after istiod injects native"), nil
-}
-
-func checkOtherWebhooks(ctx context.Context, e *Env) ([]Result, error) {
-	whs, err := e.Webhooks(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var others []string
-	for _, c := range whs {
-		if _, istio := c.Labels[inventory.RevisionLabel]; istio || strings.HasPrefix(c.Name, "istio-") {
-			continue
-		}
-		for _, w := range podWebhooks(c) {
-			others = append(others, c.Name+"/"+w.Name)
-		}
-	}
-	if len(others) == 0 {
-		return one(OK, "no other mutating webhook acts on pods", ""), nil
-	}
-	return one(Warn, fmt.Sprintf("other mutating webhooks act on pods and may strip restartPolicy from init containers: %s", listSome(others)),
-		"check that they keep initContainers[].restartPolicy, or a native istio-proxy becomes a blocking init container"), nil
 }
 
 // migrateNeeds are the permissions `meshaddon migrate` uses.

@@ -37,7 +37,7 @@ type Check struct {
 }
 
 // Groups in the order they are printed.
-var Groups = []string{"Feature", "Control plane", "Node pools", "Mesh", "Injection", "Workloads", "Permissions"}
+var Groups = []string{"Feature", "Control plane", "Node pools", "Mesh", "Injection", "Admission", "Workloads", "Permissions"}
 
 // GroupReport is one group's results.
 type GroupReport struct {

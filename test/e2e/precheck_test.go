@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // precheckReport is the part of `precheck -o json` the tests read.
@@ -100,6 +104,44 @@ func TestPrecheckAndStatus(t *testing.T) {
 		}
 		if got := strings.Join(resultsOf(rep, "ENABLE_NATIVE_SIDECARS"), "\n"); !strings.Contains(got, "ok: istiod-asm-1-27: ENABLE_NATIVE_SIDECARS=true") {
 			t.Errorf("injection check: %s", got)
+		}
+	})
+
+	t.Run("admission proof: a webhook that drops restartPolicy fails precheck, naming namespace and webhook", func(t *testing.T) {
+		const check = "native sidecar admitted in each mesh namespace"
+		for _, ns := range []string{"hostile"} {
+			createNamespace(t, kc, ns, "asm-1-27")
+			if _, err := kc.CoreV1().Namespaces().Patch(context.Background(), ns, types.MergePatchType, []byte(`{"metadata":{"labels":{"webhook-test":"`+ns+`"}}}`), metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Run("hostile", func(t *testing.T) {
+			hostileWebhook(t, kc, "zz-strip-restart-policy", map[string]string{"webhook-test": "hostile"}, admissionregv1.SideEffectClassNone)
+			rep, r := runPrecheck(t, cluster)
+			got := resultsOf(rep, check)
+			if r.code != 1 || rep.Success {
+				t.Errorf("precheck with a webhook that drops restartPolicy: exit %d\n%s", r.code, strings.Join(got, "\n"))
+			}
+			var failed, proven bool
+			for _, l := range got {
+				switch {
+				case strings.HasPrefix(l, "fail: hostile:") && strings.Contains(l, "zz-strip-restart-policy") && !strings.Contains(l, "mix"):
+					failed = true
+				case strings.HasPrefix(l, "ok: ") && strings.Contains(l, "1 of 2 mesh namespaces"):
+					proven = true
+				}
+			}
+			if !failed || !proven {
+				t.Errorf("admission results (want hostile failed naming the webhook, mix proven):\n%s", strings.Join(got, "\n"))
+			}
+		})
+		// The webhooks are gone: every namespace is proven again.
+		rep, r := runPrecheck(t, cluster)
+		if got := resultsOf(rep, check); r.code != 0 || len(got) != 1 || !strings.Contains(got[0], "2 of 2 mesh namespaces") {
+			t.Errorf("precheck without the webhooks: exit %d: %v", r.code, got)
+		}
+		for _, ns := range []string{"hostile"} {
+			_ = kc.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
 		}
 	})
 
