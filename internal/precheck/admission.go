@@ -64,13 +64,8 @@ func (w PodWebhook) SupportsDryRun() bool {
 	return w.SideEffects != nil && (*w.SideEffects == admissionv1.SideEffectClassNone || *w.SideEffects == admissionv1.SideEffectClassNoneOnDryRun)
 }
 
-// Matches reports whether the webhook acts on a pod with podLabels created in
-// a namespace with nsLabels. A selector that cannot be parsed counts as
-// matching: the proof must not pass because it misread one.
-func (w PodWebhook) Matches(nsLabels, podLabels map[string]string) bool {
-	return selects(w.NamespaceSelector, nsLabels) && selects(w.ObjectSelector, podLabels)
-}
-
+// selects evaluates a webhook's selector. A selector that cannot be parsed
+// counts as matching: the proof must not pass because it misread one.
 func selects(sel *metav1.LabelSelector, l map[string]string) bool {
 	if sel == nil {
 		return true
@@ -123,12 +118,12 @@ func PodWebhooks(mutating []admissionv1.MutatingWebhookConfiguration, validating
 type probeGroup struct {
 	revision   string
 	namespaces []string
-	webhooks   []PodWebhook // those that act on the probe there
+	webhooks   []PodWebhook // those that act on pods there (namespace selector)
 }
 
 // groupNamespaces groups mesh namespaces by revision and by which webhooks
-// act on a probe pod in them.
-func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhook, probeLabels map[string]string) []probeGroup {
+// act on pods in them (their namespace selectors).
+func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhook) []probeGroup {
 	byKey := map[string]*probeGroup{}
 	var keys []string
 	for _, ns := range nss {
@@ -139,7 +134,7 @@ func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhoo
 		var match []PodWebhook
 		key := rev
 		for i, w := range whs {
-			if w.Matches(ns.Labels, probeLabels) {
+			if selects(w.NamespaceSelector, ns.Labels) {
 				match = append(match, w)
 				key += fmt.Sprintf(",%d", i)
 			}
@@ -232,7 +227,7 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 		return nil, err
 	}
 	probe := ProbePod()
-	groups := groupNamespaces(nss, revs, PodWebhooks(mut, val), probe.Labels)
+	groups := groupNamespaces(nss, revs, PodWebhooks(mut, val))
 	if len(groups) == 0 {
 		return one(Skip, "no namespace is labelled for a mesh revision ("+inventory.RevisionLabel+")", ""), nil
 	}
@@ -244,8 +239,9 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 		if len(g.namespaces) > 1 {
 			where = fmt.Sprintf("%s (%d namespaces that every webhook treats alike: one probe stands for them)", where, len(g.namespaces))
 		}
+		probeWebhooks := selecting(g.webhooks, probe.Labels)
 		var noDryRun []string
-		for _, w := range g.webhooks {
+		for _, w := range probeWebhooks {
 			if !w.SupportsDryRun() {
 				noDryRun = append(noDryRun, w.String())
 			}
@@ -257,7 +253,7 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 			continue
 		}
 		got, err := e.Kube.CoreV1().Pods(g.namespaces[0]).Create(ctx, probe.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		others := otherWebhooks(g.webhooks)
+		others := otherWebhooks(probeWebhooks)
 		switch {
 		case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource"):
 			out = append(out, Result{Status: Warn, Message: fmt.Sprintf("%s: unproven: no permission to create pods (dry run) there", where),
@@ -277,8 +273,134 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 		}
 		proven += len(g.namespaces)
 	}
+	probes := len(groups)
+	// Webhooks that select on pod labels may treat real workloads unlike
+	// the probe: one of each distinct template is tried as it is.
+	samples, err := templateSamples(ctx, e, groups, probe.Labels)
+	if err != nil {
+		return nil, err
+	}
+	for _, smp := range samples {
+		probes++
+		pod := &corev1.Pod{ObjectMeta: *smp.template.ObjectMeta.DeepCopy(), Spec: *smp.template.Spec.DeepCopy()}
+		pod.Name, pod.GenerateName, pod.Namespace = "", ProbeApp+"-", ""
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[nativeAnnotation] = "true"
+		got, err := e.Kube.CoreV1().Pods(smp.namespace).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		where := fmt.Sprintf("%s/%s (its pod labels meet other webhooks than the probe's)", smp.namespace, smp.workload)
+		switch {
+		case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource"):
+			out = append(out, Result{Status: Warn, Message: where + ": unproven: no permission to create pods (dry run) there"})
+		case err != nil:
+			out = append(out, Result{Status: Fail, Message: fmt.Sprintf("%s: a pod with a native istio-proxy is refused: %v%s", where, err, webhooksClause(otherWebhooks(smp.webhooks))),
+				Hint: "fix or exclude the webhook or policy that refuses it, then run precheck again"})
+		default:
+			if problem := NativeProxyProblem(got); problem != "" {
+				out = append(out, Result{Status: Fail, Message: fmt.Sprintf("%s: %s%s", where, problem, webhooksClause(otherWebhooks(smp.webhooks))),
+					Hint: "upgrade or exclude the webhook that rewrites the pod (it must keep initContainers[].restartPolicy: Always), then run precheck again"})
+			}
+		}
+	}
 	if proven > 0 {
-		out = append([]Result{{Status: OK, Message: fmt.Sprintf("%d of %d mesh namespaces admit a pod with a native istio-proxy (%d dry-run probes)", proven, total, len(groups))}}, out...)
+		out = append([]Result{{Status: OK, Message: fmt.Sprintf("%d of %d mesh namespaces admit a pod with a native istio-proxy (%d dry-run probes)", proven, total, probes)}}, out...)
+	}
+	return out, nil
+}
+
+// templateSample is a workload whose pod template meets another set of
+// webhooks than the probe in its namespace.
+type templateSample struct {
+	namespace, workload string
+	template            corev1.PodTemplateSpec
+	webhooks            []PodWebhook
+}
+
+// templateSamples reads the Deployments, StatefulSets and DaemonSets of the
+// mesh namespaces whose webhooks select on pod labels, and keeps one
+// workload for each distinct set of webhooks their templates meet (other
+// than the probe's). Namespaces whose webhooks have no object selector are
+// not read: every pod there meets the same webhooks.
+func templateSamples(ctx context.Context, e *Env, groups []probeGroup, probeLabels map[string]string) ([]templateSample, error) {
+	var out []templateSample
+	for _, g := range groups {
+		selective := false
+		for _, w := range g.webhooks {
+			selective = selective || w.ObjectSelector != nil
+		}
+		if !selective {
+			continue
+		}
+		seen := map[string]bool{matchKey(g.webhooks, probeLabels): true}
+		for _, ns := range g.namespaces {
+			ws, err := templatesIn(ctx, e, ns)
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range ws {
+				key := matchKey(g.webhooks, w.template.Labels)
+				if seen[key] {
+					continue
+				}
+				seen[key] = true
+				w.webhooks = selecting(g.webhooks, w.template.Labels)
+				out = append(out, w)
+			}
+		}
+	}
+	return out, nil
+}
+
+// selecting are those of whs whose object selector takes a pod with these
+// labels.
+func selecting(whs []PodWebhook, podLabels map[string]string) []PodWebhook {
+	var out []PodWebhook
+	for _, w := range whs {
+		if selects(w.ObjectSelector, podLabels) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// matchKey names which of whs select a pod with these labels (the
+// namespace selectors already matched).
+func matchKey(whs []PodWebhook, podLabels map[string]string) string {
+	var b strings.Builder
+	for _, w := range whs {
+		if selects(w.ObjectSelector, podLabels) {
+			b.WriteByte('1')
+		} else {
+			b.WriteByte('0')
+		}
+	}
+	return b.String()
+}
+
+func templatesIn(ctx context.Context, e *Env, ns string) ([]templateSample, error) {
+	var out []templateSample
+	apps := e.Kube.AppsV1()
+	deps, err := apps.Deployments(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list Deployments in %s: %w", ns, err)
+	}
+	for _, d := range deps.Items {
+		out = append(out, templateSample{namespace: ns, workload: "Deployment/" + d.Name, template: d.Spec.Template})
+	}
+	sts, err := apps.StatefulSets(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list StatefulSets in %s: %w", ns, err)
+	}
+	for _, d := range sts.Items {
+		out = append(out, templateSample{namespace: ns, workload: "StatefulSet/" + d.Name, template: d.Spec.Template})
+	}
+	dss, err := apps.DaemonSets(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list DaemonSets in %s: %w", ns, err)
+	}
+	for _, d := range dss.Items {
+		out = append(out, templateSample{namespace: ns, workload: "DaemonSet/" + d.Name, template: d.Spec.Template})
 	}
 	return out, nil
 }

@@ -57,25 +57,30 @@ func TestPodWebhooksMatchAndGroupNamespaces(t *testing.T) {
 		ns("old", map[string]string{"istio.io/rev": "asm-1-26"}),
 		ns("plain", nil),
 	}
-	groups := groupNamespaces(nss, []string{"asm-1-27"}, whs, ProbePod().Labels)
+	groups := groupNamespaces(nss, []string{"asm-1-27"}, whs)
 	if len(groups) != 2 {
 		t.Fatalf("groups = %+v, want 2", groups)
 	}
-	if g := groups[0]; strings.Join(g.namespaces, ",") != "cart,shop" || len(g.webhooks) != 2 {
-		t.Errorf("first group = %+v, want cart,shop with the injector and team-defaults", g)
+	if g := groups[0]; strings.Join(g.namespaces, ",") != "cart,shop" || len(g.webhooks) != 3 || len(selecting(g.webhooks, ProbePod().Labels)) != 2 {
+		t.Errorf("first group = %+v, want cart,shop with the injector, team-defaults and the audit policy (not for the probe)", g)
 	}
-	if g := groups[1]; strings.Join(g.namespaces, ",") != "web" || len(g.webhooks) != 1 {
-		t.Errorf("second group = %+v, want web with the injector only", g)
+	if g := groups[1]; strings.Join(g.namespaces, ",") != "web" || len(g.webhooks) != 2 {
+		t.Errorf("second group = %+v, want web with the injector and the audit policy", g)
+	}
+	// The probe meets the injector and team-defaults; a pod labelled audit
+	// meets the policy as well: another sample.
+	if matchKey(groups[0].webhooks, ProbePod().Labels) != "110" || matchKey(groups[0].webhooks, map[string]string{"audit": "y"}) != "111" {
+		t.Error("matchKey does not tell the probe from an audited pod")
 	}
 
 	// The object selector is evaluated against the probe's labels: a pod
 	// labelled audit meets the side-effect webhook.
-	if !whs[2].Matches(nil, map[string]string{"audit": "1"}) || whs[2].Matches(nil, ProbePod().Labels) {
+	if len(selecting(whs[2:], map[string]string{"audit": "1"})) != 1 || len(selecting(whs[2:], ProbePod().Labels)) != 0 {
 		t.Error("object selector not evaluated")
 	}
 	// A selector that cannot be parsed matches: never a pass by misreading.
-	bad := PodWebhook{NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "k", Operator: "Bogus"}}}}
-	if !bad.Matches(map[string]string{"x": "y"}, nil) {
+	bad := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "k", Operator: "Bogus"}}}
+	if !selects(bad, map[string]string{"x": "y"}) {
 		t.Error("an unparseable selector did not count as matching")
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -109,30 +108,34 @@ func TestPrecheckAndStatus(t *testing.T) {
 
 	t.Run("admission proof: a webhook that drops restartPolicy fails precheck, naming namespace and webhook", func(t *testing.T) {
 		const check = "native sidecar admitted in each mesh namespace"
-		for _, ns := range []string{"hostile"} {
-			createNamespace(t, kc, ns, "asm-1-27")
-			if _, err := kc.CoreV1().Namespaces().Patch(context.Background(), ns, types.MergePatchType, []byte(`{"metadata":{"labels":{"webhook-test":"`+ns+`"}}}`), metav1.PatchOptions{}); err != nil {
-				t.Fatal(err)
-			}
+		createNamespace(t, kc, "hostile", "asm-1-27")
+		if _, err := kc.CoreV1().Namespaces().Patch(context.Background(), "hostile", types.MergePatchType, []byte(`{"metadata":{"labels":{"webhook-test":"hostile"}}}`), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
 		}
+		// A workload in mix whose pods alone meet a webhook (objectSelector
+		// app=legacy); no replicas, so no pod of it is refused for real.
+		createDeployment(t, kc, "mix", "legacy", 0, nil, nil)
 		t.Run("hostile", func(t *testing.T) {
-			hostileWebhook(t, kc, "zz-strip-restart-policy", map[string]string{"webhook-test": "hostile"}, admissionregv1.SideEffectClassNone)
+			hostileWebhook(t, kc, "zz-strip-restart-policy", map[string]string{"webhook-test": "hostile"}, nil)
+			hostileWebhook(t, kc, "zz-strip-legacy-pods", map[string]string{"istio.io/rev": "asm-1-27"}, map[string]string{"app": "legacy"})
 			rep, r := runPrecheck(t, cluster)
 			got := resultsOf(rep, check)
 			if r.code != 1 || rep.Success {
 				t.Errorf("precheck with a webhook that drops restartPolicy: exit %d\n%s", r.code, strings.Join(got, "\n"))
 			}
-			var failed, proven bool
+			var failed, workload, proven bool
 			for _, l := range got {
 				switch {
 				case strings.HasPrefix(l, "fail: hostile:") && strings.Contains(l, "zz-strip-restart-policy") && !strings.Contains(l, "mix"):
 					failed = true
-				case strings.HasPrefix(l, "ok: ") && strings.Contains(l, "1 of 2 mesh namespaces"):
+				case strings.HasPrefix(l, "fail: mix/Deployment/legacy ") && strings.Contains(l, "zz-strip-legacy-pods") && !strings.Contains(l, "zz-strip-restart-policy"):
+					workload = true
+				case strings.HasPrefix(l, "ok: ") && strings.Contains(l, "1 of 2 mesh namespaces") && strings.Contains(l, "(3 dry-run probes)"):
 					proven = true
 				}
 			}
-			if !failed || !proven {
-				t.Errorf("admission results (want hostile failed naming the webhook, mix proven):\n%s", strings.Join(got, "\n"))
+			if !failed || !workload || !proven {
+				t.Errorf("admission results (want hostile failed naming its webhook, mix/Deployment/legacy failed naming its own, mix proven, 3 probes):\n%s", strings.Join(got, "\n"))
 			}
 		})
 		// The webhooks are gone: every namespace is proven again.
@@ -140,9 +143,8 @@ func TestPrecheckAndStatus(t *testing.T) {
 		if got := resultsOf(rep, check); r.code != 0 || len(got) != 1 || !strings.Contains(got[0], "2 of 2 mesh namespaces") {
 			t.Errorf("precheck without the webhooks: exit %d: %v", r.code, got)
 		}
-		for _, ns := range []string{"hostile"} {
-			_ = kc.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
-		}
+		_ = kc.CoreV1().Namespaces().Delete(context.Background(), "hostile", metav1.DeleteOptions{})
+		_ = kc.AppsV1().Deployments("mix").Delete(context.Background(), "legacy", metav1.DeleteOptions{})
 	})
 
 	t.Run("status classifies native, classic, overridden and uninjected pods as kubectl shows them", func(t *testing.T) {

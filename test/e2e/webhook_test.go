@@ -14,15 +14,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 )
 
 // hostileWebhook serves, on 127.0.0.1 with TLS, a mutating webhook that
 // does what operators built on an old k8s.io/api do to pods: it drops
 // restartPolicy from every init container (istio/istio#49221). It is
-// registered for pod creation in namespaces labelled selector, under a
+// registered for pod creation in namespaces labelled nsSelector (and, when
+// podSelector is set, for pods so labelled only), under a
 // configuration name that sorts after Istio's injector, so it runs after
 // injection. Everything is removed when the test ends.
-func hostileWebhook(t *testing.T, kc kubernetes.Interface, name string, selector map[string]string, sideEffects admissionregv1.SideEffectClass) {
+func hostileWebhook(t *testing.T, kc kubernetes.Interface, name string, nsSelector, podSelector map[string]string) {
 	t.Helper()
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var review admissionv1.AdmissionReview
@@ -59,10 +61,13 @@ func hostileWebhook(t *testing.T, kc kubernetes.Interface, name string, selector
 			Name:                    "strip.hostile.test",
 			ClientConfig:            admissionregv1.WebhookClientConfig{URL: &url, CABundle: ca},
 			Rules:                   []admissionregv1.RuleWithOperations{{Operations: []admissionregv1.OperationType{admissionregv1.Create}, Rule: admissionregv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: selector},
-			SideEffects:             &sideEffects,
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: nsSelector},
+			SideEffects:             ptr.To(admissionregv1.SideEffectClassNone),
 			AdmissionReviewVersions: []string{"v1"},
 		}},
+	}
+	if podSelector != nil {
+		cfg.Webhooks[0].ObjectSelector = &metav1.LabelSelector{MatchLabels: podSelector}
 	}
 	ctx := context.Background()
 	if _, err := kc.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, cfg, metav1.CreateOptions{}); err != nil {
