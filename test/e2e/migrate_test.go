@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -296,7 +297,8 @@ func TestMigrate(t *testing.T) {
 			t.Errorf("precheck's Permissions without %s: %q, want it failing naming it alone", missing, got)
 		}
 		r := asSA("migrate", "-n", "restricted", "--skip-precheck", "--timeout", "1m")
-		if r.code != 1 || !strings.Contains(r.stderr, `cannot watch resource "deployments"`) {
+		// Said at once, not as "no progress" at the timeout.
+		if r.code != 1 || !regexp.MustCompile(`restricted/Deployment/web failed: watch its rollout: .*cannot watch resource "deployments"`).MatchString(r.stderr) {
 			t.Errorf("migrate without %s: %s", missing, r)
 		}
 
