@@ -31,7 +31,8 @@ import (
 
 // Annotations of a restart. RestartedAtAnnotation is kubectl rollout
 // restart's; RestartAnnotation, on the workload itself, records that this
-// restart was migrate's, so a rerun resumes instead of restarting twice.
+// restart was migrate's, so a rerun can resume instead of restarting twice
+// (see resumes).
 const (
 	RestartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
 	RestartAnnotation     = "meshaddon.dev/native-restart"
@@ -194,9 +195,16 @@ func (r *Runner) migrate(ctx context.Context, w inventory.Workload) Result {
 	}
 	res.Outcome = Migrated
 	generation := wl.obj.GetGeneration()
-	stamp := wl.obj.GetAnnotations()[RestartAnnotation]
-	if stamp != "" && stamp == wl.template.Annotations[RestartedAtAnnotation] {
-		res.Outcome = Resumed // restarted by an earlier run: see it through
+	resume := false
+	if stamp := wl.obj.GetAnnotations()[RestartAnnotation]; stamp != "" && stamp == wl.template.Annotations[RestartedAtAnnotation] {
+		pods, err := r.podsOf(ctx, w, wl)
+		if err != nil {
+			return fail("read the pods of %s: %v", w, err)
+		}
+		resume = resumes(stamp, pods)
+	}
+	if resume {
+		res.Outcome = Resumed // an earlier run's restart is under way: see it through
 	} else if generation, err = r.restart(ctx, w); err != nil {
 		return fail("restart %s: %v", w, err)
 	}
@@ -213,6 +221,30 @@ func (r *Runner) migrate(ctx context.Context, w inventory.Workload) Result {
 		return fail("rolled out, but new pods are still classic (%s): is its revision's istiod injecting native? run meshaddon precheck", strings.Join(classic, ", "))
 	}
 	return res
+}
+
+// resumes tells whether the restart that migrate marked on a workload (the
+// template's restartedAt equal to stamp) is still what there is to do, so
+// this run waits for it instead of restarting again. A pod carries the
+// annotations of the template it was made from, so the pods tell one
+// restart from the next:
+//   - every classic pod has another restartedAt: it predates the marked
+//     restart, whose rollout has yet to replace it (a run killed
+//     mid-rollout). Resume: a new restart would be a second one.
+//   - a classic pod has restartedAt equal to stamp: it was made from the
+//     restarted template and is classic anyway, so that restart is over and
+//     did not leave the workload native (istiod injected classic meanwhile:
+//     an old node joined, and a scale-up, a drain or a deleted pod brought
+//     classic pods back). Restart again: this is another run's work.
+//
+// No clock is compared: only the annotation the API server copied.
+func resumes(stamp string, pods []corev1.Pod) bool {
+	for i := range pods {
+		if classic(&pods[i]) && pods[i].Annotations[RestartedAtAnnotation] == stamp {
+			return false
+		}
+	}
+	return true
 }
 
 // restart patches both annotations at once, as `kubectl rollout restart`
@@ -253,15 +285,34 @@ func (r *Runner) restart(ctx context.Context, w inventory.Workload) (int64, erro
 // generation (or a later one) done. It gives up when the rollout makes no
 // progress for r.Timeout. The informer behind it relists and rewatches if
 // the connection drops; its first list may come from the API server's
-// cache, older than the restart, hence the generation.
+// cache, older than the restart, hence the generation. The informer retries
+// every error, so a list or watch the user may not make ends the wait at
+// once, as Forbidden, instead of as "no progress" at the timeout.
 func (r *Runner) waitRollout(ctx context.Context, wl *workload, generation int64) (string, error) {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	denied := func(err error) {
+		if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
+			cancel(err)
+		}
+	}
+	lw := &toolscache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			obj, err := wl.lw.ListWithContext(ctx, o)
+			denied(err)
+			return obj, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			w, err := wl.lw.WatchWithContext(ctx, o)
+			denied(err)
+			return w, err
+		},
+	}
 	var stalled atomic.Bool
-	timer := time.AfterFunc(r.Timeout, func() { stalled.Store(true); cancel() })
+	timer := time.AfterFunc(r.Timeout, func() { stalled.Store(true); cancel(nil) })
 	defer timer.Stop()
 	last := ""
-	_, err := watchtools.UntilWithSync(wctx, wl.lw, wl.obj.DeepCopyObject().(runtime.Object), nil, func(ev watch.Event) (bool, error) {
+	_, err := watchtools.UntilWithSync(wctx, lw, wl.obj.DeepCopyObject().(runtime.Object), nil, func(ev watch.Event) (bool, error) {
 		if ev.Type == watch.Deleted {
 			return false, errors.New("it was deleted during the restart")
 		}
@@ -279,9 +330,11 @@ func (r *Runner) waitRollout(ctx context.Context, wl *workload, generation int64
 		}
 		return done, nil
 	})
-	switch {
+	switch cause := context.Cause(wctx); {
 	case err == nil:
 		return "", nil
+	case cause != nil && cause != context.Canceled && ctx.Err() == nil:
+		return "", fmt.Errorf("watch its rollout: %w", cause)
 	case stalled.Load():
 		return "", fmt.Errorf("no progress for %s: %s", r.Timeout, strings.TrimSpace(last))
 	}
@@ -312,13 +365,19 @@ func (r *Runner) classicPods(ctx context.Context, w inventory.Workload, wl *work
 	if err != nil {
 		return nil, err
 	}
-	var classic []string
+	var names []string
 	for i := range pods {
-		if inventory.ModeOf(&pods[i].Spec) == inventory.Classic && pods[i].Annotations[inventory.NativeSidecarOverride] != "false" {
-			classic = append(classic, pods[i].Name)
+		if classic(&pods[i]) {
+			names = append(names, pods[i].Name)
 		}
 	}
-	return classic, nil
+	return names, nil
+}
+
+// classic: a pod with a classic sidecar that migrate is to make native (not
+// one pinned classic by the per-pod override).
+func classic(p *corev1.Pod) bool {
+	return inventory.ModeOf(&p.Spec) == inventory.Classic && p.Annotations[inventory.NativeSidecarOverride] != "false"
 }
 
 // diagnose says why pods do not become ready: crash loops, or hanging in

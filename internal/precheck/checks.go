@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	authv1 "k8s.io/api/authorization/v1"
@@ -14,6 +15,7 @@ import (
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
+	"github.com/meshaddon/meshaddon/internal/migrate"
 )
 
 // Checks is every check, in the order printed within its group. Adding a
@@ -418,37 +420,38 @@ func checkJobs(ctx context.Context, e *Env) ([]Result, error) {
 		"native mode fixes them: CronJobs pick it up at their next run; recreate Jobs after istiod injects native"), nil
 }
 
-// migrateNeeds are the permissions `meshaddon migrate` uses.
-var migrateNeeds = []authv1.ResourceAttributes{
-	{Verb: "list", Resource: "pods"},
-	{Verb: "watch", Resource: "pods"},
-	{Verb: "list", Group: "apps", Resource: "replicasets"},
-	{Verb: "patch", Group: "apps", Resource: "deployments"},
-	{Verb: "patch", Group: "apps", Resource: "statefulsets"},
-	{Verb: "patch", Group: "apps", Resource: "daemonsets"},
-	{Verb: "list", Group: "batch", Resource: "jobs"},
-	{Verb: "get", Resource: "namespaces"},
-}
-
+// checkPermissions asks the API server, with one access review each,
+// whether the user may make every request `meshaddon migrate -A` makes: the
+// list is migrate's own (migrate.RequiredAccess), so this passes exactly
+// when migrate would not be Forbidden.
 func checkPermissions(ctx context.Context, e *Env) ([]Result, error) {
-	var missing []string
-	for _, ra := range migrateNeeds {
-		ra := ra
-		review := &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &ra}}
-		got, err := e.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
-		if err != nil {
-			return nil, err
-		}
-		if !got.Status.Allowed {
-			res := ra.Resource
-			if ra.Group != "" {
-				res += "." + ra.Group
+	access := migrate.RequiredAccess(migrate.Scope{MeshNamespace: e.MeshNamespace})
+	allowed := make([]bool, len(access))
+	errs := make([]error, len(access))
+	var wg sync.WaitGroup
+	for i, a := range access {
+		wg.Go(func() {
+			review := &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: a.Attributes()}}
+			got, err := e.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+			if err == nil {
+				allowed[i] = got.Status.Allowed
 			}
-			missing = append(missing, ra.Verb+" "+res)
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	var missing []string
+	for i, a := range access {
+		if errs[i] != nil {
+			return nil, fmt.Errorf("ask whether you may %s: %w", a, errs[i])
+		}
+		if !allowed[i] {
+			missing = append(missing, a.String())
 		}
 	}
 	if len(missing) > 0 {
-		return one(Fail, "you cannot "+strings.Join(missing, ", ")+" in every namespace", "meshaddon migrate needs them; ask for a role that grants them"), nil
+		return []Result{{Status: Fail, Message: fmt.Sprintf("meshaddon migrate -A would be Forbidden: you may not %s", strings.Join(missing, ", ")),
+			Hint: "ask for a ClusterRole granting them, bound to you (kubectl auth can-i shows each)"}}, nil
 	}
-	return one(OK, "you can list and watch pods and restart Deployments, StatefulSets and DaemonSets", ""), nil
+	return one(OK, fmt.Sprintf("you may make every request of meshaddon migrate -A (%d verbs on namespaces, nodes, pods, Jobs, Deployments, StatefulSets and DaemonSets)", len(access)), ""), nil
 }

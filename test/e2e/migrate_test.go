@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,13 +16,18 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authv1 "k8s.io/api/authorization/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
+	"github.com/meshaddon/meshaddon/internal/migrate"
 	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
 )
 
@@ -156,9 +164,12 @@ func TestMigrate(t *testing.T) {
 	onSystem := map[string]string{nodepool.PoolLabel: systemPool}
 
 	// Everything is created while istiod injects classic (an old pool, Auto).
-	for _, ns := range []string{"shop", "batch", "legacy", "outage"} {
+	for _, ns := range []string{"shop", "batch", "legacy", "outage", "restricted"} {
 		createNamespace(t, kc, ns, "asm-1-27")
 	}
+	createDeployment(t, kc, "restricted", "web", 1, onSystem, nil)
+	createStatefulSet(t, kc, "restricted", "db")
+	createDaemonSet(t, kc, "restricted", "agent")
 	for i := 0; i < 30; i++ {
 		createDeployment(t, kc, "shop", fmt.Sprintf("web-%02d", i), 1, onSystem, nil)
 	}
@@ -177,7 +188,7 @@ func TestMigrate(t *testing.T) {
 	// kube-system is never touched, even if someone labelled it for the mesh.
 	mustMeshaddon(t, "local", "kubectl", "--name", cluster, "--", "label", "namespace", "kube-system", "istio.io/rev=asm-1-27")
 	createDeployment(t, kc, "kube-system", "system-tool", 1, onSystem, nil)
-	for _, ns := range []string{"shop", "batch", "legacy", "outage", "kube-system"} {
+	for _, ns := range []string{"shop", "batch", "legacy", "outage", "restricted", "kube-system"} {
 		waitAllRolledOut(t, kc, ns)
 	}
 	if m := podModes(t, kc, "shop"); m[inventory.Native] != 0 || m[inventory.Classic] < 33 {
@@ -244,6 +255,64 @@ func TestMigrate(t *testing.T) {
 		checkRestartedOnce(t, before, generations(t, kc, "shop"))
 		if strings.Contains(again.stdout, "migrated") {
 			t.Errorf("second run restarted something:\n%s", again.stdout)
+		}
+	})
+
+	t.Run("precheck fails exactly when migrate would be Forbidden", func(t *testing.T) {
+		// A ServiceAccount granted migrate's own list (migrate -A's, as
+		// precheck asks), first but for one verb, then exactly.
+		sa := "system:serviceaccount:restricted:operator"
+		if _, err := kc.CoreV1().ServiceAccounts("restricted").Create(context.Background(),
+			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "operator"}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		access := migrate.RequiredAccess(migrate.Scope{MeshNamespace: istioNS})
+		var missing migrate.Access
+		var others []migrate.Access
+		for _, a := range access {
+			if a.Verb == "watch" && a.Resource == "deployments" {
+				missing = a // one the old precheck never asked about
+			} else {
+				others = append(others, a)
+			}
+		}
+		if missing.Verb == "" {
+			t.Fatalf("migrate.RequiredAccess has no watch of deployments: %v", access)
+		}
+		asSA := func(args ...string) result {
+			return meshaddon(t, append(args, "--kubeconfig", kcfg, "--as", sa)...)
+		}
+		permissions := func() string {
+			r := asSA("precheck", "-o", "json")
+			var rep precheckReport
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+				t.Fatalf("precheck -o json as %s: %v\n%s", sa, err, r)
+			}
+			return strings.Join(resultsOf(rep, "access for migrate"), "\n")
+		}
+		before := generations(t, kc, "restricted")
+
+		grantExactly(t, kc, "restricted", "operator", access, others)
+		if got := permissions(); !strings.HasPrefix(got, "fail:") || !strings.HasSuffix(strings.TrimSpace(got), "you may not "+missing.String()) {
+			t.Errorf("precheck's Permissions without %s: %q, want it failing naming it alone", missing, got)
+		}
+		r := asSA("migrate", "-n", "restricted", "--skip-precheck", "--timeout", "1m")
+		// Said at once, not as "no progress" at the timeout.
+		if r.code != 1 || !regexp.MustCompile(`restricted/Deployment/web failed: watch its rollout: .*cannot watch resource "deployments"`).MatchString(r.stderr) {
+			t.Errorf("migrate without %s: %s", missing, r)
+		}
+
+		grantExactly(t, kc, "restricted", "operator", access, access)
+		if got := permissions(); !strings.HasPrefix(got, "ok:") {
+			t.Errorf("precheck's Permissions with exactly migrate's access: %q", got)
+		}
+		if r := asSA("migrate", "-n", "restricted", "--skip-precheck"); r.code != 0 {
+			t.Errorf("migrate with exactly its access: %s", r)
+		}
+		// The restart the Forbidden watch interrupted was resumed, not redone.
+		checkRestartedOnce(t, before, generations(t, kc, "restricted"))
+		if m := podModes(t, kc, "restricted"); m[inventory.Classic] != 0 {
+			t.Errorf("restricted after migrate: %v", m)
 		}
 	})
 
@@ -337,5 +406,112 @@ func TestMigrate(t *testing.T) {
 				t.Errorf("kube-system %s: generation %d → %d", w, g, after[w])
 			}
 		}
+	})
+
+	t.Run("the mesh goes classic and back: migrate again restarts each workload once more", func(t *testing.T) {
+		kc, cl := clientFor(t, cluster), ctrlClientFor(t, cluster) // the API server was restarted above
+		// Auto, registered: the old node makes istiod classic.
+		mustMeshaddon(t, "feature", "register", "--kubeconfig", kcfg)
+		waitFor(t, 30*time.Second, "feature Registered", func(context.Context) (bool, string) {
+			r := mustMeshaddon(t, "feature", "show", "-o", "table", "--kubeconfig", kcfg)
+			return strings.Contains(r.stdout, " Registered "), r.stdout
+		})
+		mustMeshaddon(t, "provider", "register", "--kubeconfig", kcfg)
+		setMode(t, cl, "Auto")
+		waitEnvByDocument(t, cluster, "false", 30*time.Second)
+		waitInjects(t, kc, "shop", inventory.Classic)
+
+		// Pods come back classic: a scale-up, and every other pod recreated
+		// (as a drain would).
+		scale := []byte(`{"spec":{"replicas":2}}`)
+		if _, err := kc.AppsV1().Deployments("shop").Patch(context.Background(), "web-00", types.MergePatchType, scale, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pods, err := kc.CoreV1().Pods("shop").List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			if ref := metav1.GetControllerOf(&p); ref != nil && ref.Kind != "Job" {
+				if err := kc.CoreV1().Pods("shop").Delete(context.Background(), p.Name, metav1.DeleteOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		waitFor(t, 3*time.Minute, "every pod of shop classic", func(context.Context) (bool, string) {
+			m := podModes(t, kc, "shop")
+			return m[inventory.Native] == 0 && m[inventory.Classic] == 38, fmt.Sprint(m)
+		})
+		waitAllRolledOut(t, kc, "shop")
+
+		// The old pool is upgraded: native again.
+		mustMeshaddon(t, "local", "nodepool", "upgrade", oldPool, "--name", cluster, "--version", currentVersion)
+		waitEnvByDocument(t, cluster, "true", time.Minute)
+		waitInjects(t, kc, "shop", inventory.Native)
+
+		before := generations(t, kc, "shop")
+		r := mustMeshaddon(t, "migrate", "-n", "shop", "--skip-precheck", "--kubeconfig", kcfg)
+		checkRestartedOnce(t, before, generations(t, kc, "shop"))
+		if m := podModes(t, kc, "shop"); m[inventory.Classic] != 2 {
+			t.Errorf("shop after the second migration: %v, want only the bare pod and the job classic", m)
+		}
+		if strings.Contains(r.stdout, "resumed") {
+			t.Errorf("the second migration took the first one's restarts for its own:\n%s", r.stdout)
+		}
+	})
+}
+
+// waitInjects waits until istiod injects mode into a new pod of ns.
+func waitInjects(t *testing.T, kc kubernetes.Interface, ns string, mode inventory.Mode) {
+	t.Helper()
+	waitFor(t, time.Minute, "istiod injects "+string(mode), func(ctx context.Context) (bool, string) {
+		p, err := tryDryRunPod(ctx, kc, ns, nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		return inventory.ModeOf(&p.Spec) == mode, names(p.Spec.InitContainers)
+	})
+}
+
+// grantExactly gives the ServiceAccount ns/sa exactly granted out of access
+// (migrate -A's, all in every namespace) with a ClusterRole, made or
+// replaced, and waits until the API server's authorizer allows what is
+// granted and denies the rest.
+func grantExactly(t *testing.T, kc kubernetes.Interface, ns, sa string, access, granted []migrate.Access) {
+	t.Helper()
+	ctx := context.Background()
+	name, user := "migrate-"+sa, "system:serviceaccount:"+ns+":"+sa
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	for _, a := range granted {
+		if a.Namespace != "" {
+			t.Fatalf("%s: grantExactly grants in every namespace only", a)
+		}
+		role.Rules = append(role.Rules, rbacv1.PolicyRule{APIGroups: []string{a.Group}, Resources: []string{a.Resource}, Verbs: []string{a.Verb}})
+	}
+	_, err := kc.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		_, err = kc.RbacV1().ClusterRoles().Update(ctx, role, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = kc.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: sa}},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "RBAC for "+user+" applied", func(ctx context.Context) (bool, string) {
+		for _, a := range access {
+			r, err := kc.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authv1.SubjectAccessReview{Spec: authv1.SubjectAccessReviewSpec{
+				User: user, ResourceAttributes: a.Attributes()}}, metav1.CreateOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			if want := slices.Contains(granted, a); r.Status.Allowed != want {
+				return false, fmt.Sprintf("%s allowed=%v", a, r.Status.Allowed)
+			}
+		}
+		return true, ""
 	})
 }

@@ -56,7 +56,8 @@ kube-system, the mesh's namespace and namespaces not in the mesh are never touch
 On a failure (no progress within --timeout, new pods still classic) it starts nothing
 new, lets running restarts finish, says what failed, and exits 1. Progress is kept on
 the workloads themselves: run it again after any interruption and it continues,
-restarting nothing twice.`,
+restarting nothing twice. Pods that came back classic after a migration (the mesh went
+classic and back) are restarted again by the next one.`,
 		Example: `  meshaddon migrate --dry-run -A
   meshaddon migrate -A --concurrency 20
   meshaddon migrate -n shop -l tier=web --timeout 10m`,

@@ -1,0 +1,62 @@
+package migrate
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/meshaddon/meshaddon/internal/inventory"
+)
+
+// pod is a pod made from a template restarted at restartedAt ("" for one
+// never restarted), with a classic or native sidecar.
+func pod(restartedAt string, native bool, annotations ...string) corev1.Pod {
+	p := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-" + restartedAt, Annotations: map[string]string{}}}
+	if restartedAt != "" {
+		p.Annotations[RestartedAtAnnotation] = restartedAt
+	}
+	for i := 0; i+1 < len(annotations); i += 2 {
+		p.Annotations[annotations[i]] = annotations[i+1]
+	}
+	proxy := corev1.Container{Name: inventory.ProxyContainer}
+	if native {
+		proxy.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+		p.Spec.InitContainers = []corev1.Container{proxy}
+		p.Spec.Containers = []corev1.Container{{Name: "app"}}
+	} else {
+		p.Spec.Containers = []corev1.Container{{Name: "app"}, proxy}
+	}
+	return p
+}
+
+func TestResumes(t *testing.T) {
+	const first, second = "2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z"
+	for _, tc := range []struct {
+		name  string
+		stamp string
+		pods  []corev1.Pod
+		want  bool
+	}{
+		// A run killed mid-rollout: the classic pods are the ones the
+		// marked restart is replacing.
+		{"killed before any new pod", first, []corev1.Pod{pod("", false), pod("", false)}, true},
+		{"killed mid-rollout", first, []corev1.Pod{pod("", false), pod(first, true)}, true},
+		{"classic pods from an older restart", second, []corev1.Pod{pod(first, false), pod(second, true)}, true},
+		{"the rollout finished before this run looked", first, []corev1.Pod{pod(first, true), pod(first, true)}, true},
+		{"no pods (being rescheduled)", first, nil, true},
+		// The marked restart is over: its own template's pods are classic.
+		{"mesh went classic and back: pods recreated classic", first, []corev1.Pod{pod(first, false), pod(first, false)}, false},
+		{"a scale-up while classic", first, []corev1.Pod{pod(first, true), pod(first, false)}, false},
+		{"a drain while classic, mid-way", first, []corev1.Pod{pod("", false), pod(first, false)}, false},
+		// A pod pinned classic by the per-pod override is not migrate's to fix.
+		{"overridden classic pod", first, []corev1.Pod{pod(first, false, inventory.NativeSidecarOverride, "false")}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := resumes(tc.stamp, tc.pods); got != tc.want {
+				t.Errorf("resumes(%s) = %v, want %v", tc.stamp, got, tc.want)
+			}
+		})
+	}
+}
