@@ -252,23 +252,8 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 				Hint:    "set sideEffects: None or NoneOnDryRun on those webhooks if they have none, or check by hand that they keep initContainers[].restartPolicy"})
 			continue
 		}
-		got, err := e.Kube.CoreV1().Pods(g.namespaces[0]).Create(ctx, probe.DeepCopy(), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		others := otherWebhooks(probeWebhooks)
-		switch {
-		case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource"):
-			out = append(out, Result{Status: Warn, Message: fmt.Sprintf("%s: unproven: no permission to create pods (dry run) there", where),
-				Hint: "run precheck as someone who may create pods in the mesh namespaces (nothing is stored: it is a dry run)"})
-			continue
-		case err != nil:
-			out = append(out, Result{Status: Fail,
-				Message: fmt.Sprintf("%s: a pod with a native istio-proxy is refused: %v%s", where, err, webhooksClause(others)),
-				Hint:    "fix or exclude the webhook or policy that refuses it (a webhook built on k8s.io/api older than 1.28 drops restartPolicy from init containers), then run precheck again"})
-			continue
-		}
-		if problem := NativeProxyProblem(got); problem != "" {
-			out = append(out, Result{Status: Fail,
-				Message: fmt.Sprintf("%s: %s%s", where, problem, webhooksClause(others)),
-				Hint:    "upgrade or exclude the webhook that rewrites the pod (it must keep initContainers[].restartPolicy: Always), then run precheck again"})
+		if r := dryRun(ctx, e, g.namespaces[0], probe.DeepCopy(), where, probeWebhooks); r != nil {
+			out = append(out, *r)
 			continue
 		}
 		proven += len(g.namespaces)
@@ -288,25 +273,36 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 			pod.Annotations = map[string]string{}
 		}
 		pod.Annotations[nativeAnnotation] = "true"
-		got, err := e.Kube.CoreV1().Pods(smp.namespace).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		where := fmt.Sprintf("%s/%s (its pod labels meet other webhooks than the probe's)", smp.namespace, smp.workload)
-		switch {
-		case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource"):
-			out = append(out, Result{Status: Warn, Message: where + ": unproven: no permission to create pods (dry run) there"})
-		case err != nil:
-			out = append(out, Result{Status: Fail, Message: fmt.Sprintf("%s: a pod with a native istio-proxy is refused: %v%s", where, err, webhooksClause(otherWebhooks(smp.webhooks))),
-				Hint: "fix or exclude the webhook or policy that refuses it, then run precheck again"})
-		default:
-			if problem := NativeProxyProblem(got); problem != "" {
-				out = append(out, Result{Status: Fail, Message: fmt.Sprintf("%s: %s%s", where, problem, webhooksClause(otherWebhooks(smp.webhooks))),
-					Hint: "upgrade or exclude the webhook that rewrites the pod (it must keep initContainers[].restartPolicy: Always), then run precheck again"})
-			}
+		if r := dryRun(ctx, e, smp.namespace, pod, where, smp.webhooks); r != nil {
+			out = append(out, *r)
 		}
 	}
 	if proven > 0 {
 		out = append([]Result{{Status: OK, Message: fmt.Sprintf("%d of %d mesh namespaces admit a pod with a native istio-proxy (%d dry-run probes)", proven, total, probes)}}, out...)
 	}
 	return out, nil
+}
+
+// dryRun creates pod in ns with a server-side dry run and judges what comes
+// back: nil when istio-proxy is a native sidecar, else the finding, naming
+// where and the webhooks (other than the injector) that acted on it.
+func dryRun(ctx context.Context, e *Env, ns string, pod *corev1.Pod, where string, webhooks []PodWebhook) *Result {
+	got, err := e.Kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	others := webhooksClause(otherWebhooks(webhooks))
+	switch {
+	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource"):
+		return &Result{Status: Warn, Message: where + ": unproven: no permission to create pods (dry run) there",
+			Hint: "run precheck as someone who may create pods in the mesh namespaces (nothing is stored: it is a dry run)"}
+	case err != nil:
+		return &Result{Status: Fail, Message: fmt.Sprintf("%s: a pod with a native istio-proxy is refused: %v%s", where, err, others),
+			Hint: "fix or exclude the webhook or policy that refuses it (a webhook built on k8s.io/api older than 1.28 drops restartPolicy from init containers), then run precheck again"}
+	}
+	if problem := NativeProxyProblem(got); problem != "" {
+		return &Result{Status: Fail, Message: fmt.Sprintf("%s: %s%s", where, problem, others),
+			Hint: "upgrade or exclude the webhook that rewrites the pod (it must keep initContainers[].restartPolicy: Always), then run precheck again"}
+	}
+	return nil
 }
 
 // templateSample is a workload whose pod template meets another set of
