@@ -91,6 +91,9 @@ func New(id *Identity, kube kubernetes.Interface, cl client.Client, pools *nodep
 		{template: loc + "/operations/{operation}", kind: "operations", handle: s.operationStatus},
 		{template: sub + "/providers/{ns}/register", kind: "providers", fake: providers, apis: map[string]string{http.MethodPost: "ProvidersClient.Register"}},
 		{template: sub + "/providers/{ns}", kind: "providers", fake: providers, apis: map[string]string{http.MethodGet: "ProvidersClient.Get"}},
+		{template: sub, kind: "subscriptions", handle: s.getSubscription},
+		{template: "/subscriptions", kind: "subscriptions", handle: s.listSubscriptions},
+		{template: "/tenants", kind: "tenants", handle: s.listTenants},
 	}
 	for i := range s.routes {
 		s.routes[i].compile()
