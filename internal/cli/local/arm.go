@@ -103,7 +103,7 @@ func azureCLI(id *armserver.Identity, cloud string) string {
 export RESOURCE_GROUP=%s CLUSTER=%s
 az cloud register --name %s --endpoint-resource-manager %s --output none 2>/dev/null ||
   az cloud update --name %s --endpoint-resource-manager %s --output none
-az cloud set --name %s --output none
+az cloud set --name %s --only-show-errors --output none
 az login --service-principal --username %s --password %s --tenant %s --output table
 `, quote(id.CAPath()), quote(id.ResourceGroup), quote(id.Cluster),
 		quote(cloud), arm, quote(cloud), arm, quote(cloud),
