@@ -58,8 +58,9 @@ type operations struct {
 	// behind the endpoint) they live in memory only.
 	kube      kubernetes.Interface
 	namespace string
-	// run does an operation's work.
-	run func(ctx context.Context, op *operation) error
+	// run does an operation's work; logf reports what clients cannot see.
+	run  func(ctx context.Context, op *operation) error
+	logf func(format string, args ...any)
 }
 
 // running returns the operation in progress on target (or any target
@@ -118,7 +119,7 @@ func (o *operations) resume(op *operation) {
 		saveCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		if err := o.save(saveCtx, &done, false); err != nil {
-			fmt.Fprintf(os.Stderr, "record the end of operation %s: %v\n", done.ID, err)
+			o.logf("record the end of operation %s (%s): %v", done.ID, done.Status, err)
 		}
 	}()
 }

@@ -59,7 +59,7 @@ type Server struct {
 func New(id *Identity, kube kubernetes.Interface, cl client.Client, pools *nodepool.Manager, meshNamespace string) *Server {
 	s := &Server{ID: id, Kube: kube, Client: cl, Pools: pools, MeshNamespace: meshNamespace, ReconcileTimeout: 5 * time.Minute}
 	s.tags = tagStore{path: filepath.Join(id.Dir, "tags.json")}
-	s.ops = operations{m: map[string]*operation{}, run: s.runOperation}
+	s.ops = operations{m: map[string]*operation{}, run: s.runOperation, logf: s.logf}
 	features := featuresfake.NewServerTransport(s.featureServer())
 	providers := resfake.NewProvidersServerTransport(s.providersServer())
 	clusters := acsfake.NewManagedClustersServerTransport(s.managedClustersServer())

@@ -44,16 +44,16 @@ func (id *Identity) ARMAudiences() []string {
 	return []string{"https://management.core.windows.net/", "https://management.azure.com/", id.Audience() + "/"}
 }
 
-// audience returns the known audience resource names (the resource asked
-// for, with or without its trailing slash), if it is one.
-func (id *Identity) audience(resource string) (string, bool) {
+// knownAudience reports whether resource is one of ARMAudiences, with or
+// without its trailing slash.
+func (id *Identity) knownAudience(resource string) bool {
 	want := strings.TrimSuffix(resource, "/")
 	for _, a := range id.ARMAudiences() {
-		if strings.EqualFold(strings.TrimSuffix(a, "/"), want) && want != "" {
-			return resource, true
+		if want != "" && strings.EqualFold(strings.TrimSuffix(a, "/"), want) {
+			return true
 		}
 	}
-	return "", false
+	return false
 }
 
 // validAudiences are the token audiences the endpoint accepts, spelled
@@ -166,8 +166,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 // resource is the audience a token request asks for: the resource of its
 // first <resource>/.default scope (a resource ending in a slash is asked as
 // "https://management.core.windows.net//.default"), or a v1 client's
-// resource. It reports whether the authority issues tokens for it; if not,
-// it returns what was asked, for the error.
+// resource. It reports whether the authority issues tokens for it.
 func (s *Server) resource(form url.Values) (string, bool) {
 	asked := form.Get("resource")
 	for _, sc := range strings.Fields(form.Get("scope")) {
@@ -179,10 +178,7 @@ func (s *Server) resource(form url.Values) (string, bool) {
 			asked = sc
 		}
 	}
-	if aud, ok := s.ID.audience(asked); ok {
-		return aud, true
-	}
-	return asked, false
+	return asked, s.ID.knownAudience(asked)
 }
 
 // authenticate checks the request's bearer token and returns an ARM error
