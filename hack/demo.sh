@@ -42,14 +42,44 @@ step "Point --provider aks at the local ARM endpoint (a real subscription works 
 $M local arm-env | sed 's/\(AZURE_CLIENT_SECRET=\).*/\1<secret>/'
 eval "$($M local arm-env)"
 
-step "Before you begin 1: register the preview feature (az feature register)"
-$M feature register --name IstioNativeSidecarModePreview --provider aks
+if command -v az >/dev/null; then
+  step "The Azure CLI is installed: point it at the local ARM endpoint too (once; in a config directory of the demo's own, not ~/.azure)"
+  AZURE_CONFIG_DIR=$(mktemp -d)
+  export AZURE_CONFIG_DIR AZURE_CORE_COLLECT_TELEMETRY=no
+  trap 'rm -rf "$AZURE_CONFIG_DIR"' EXIT
+  $M local arm-env --az | sed 's/\(--password \)[^ ]*/\1<secret>/'
+  eval "$($M local arm-env --az)"
 
-step "Before you begin 2: wait until it shows Registered (az feature show)"
-$M feature show --name IstioNativeSidecarModePreview --provider aks --wait --timeout 2m
+  step "Before you begin 1: register the preview feature"
+  az feature register --namespace Microsoft.ContainerService --name IstioNativeSidecarModePreview
 
-step "Before you begin 3: refresh the provider registration (az provider register)"
-$M provider register --provider aks
+  step "Before you begin 2: wait until it shows Registered"
+  until [ "$(az feature show --namespace Microsoft.ContainerService --name IstioNativeSidecarModePreview --query properties.state -o tsv)" = Registered ]; do sleep 2; done
+  az feature show --namespace Microsoft.ContainerService --name IstioNativeSidecarModePreview
+
+  step "Before you begin 3: refresh the provider registration"
+  az provider register --namespace Microsoft.ContainerService
+
+  step "Check versions: the control plane, the agent pools (legacy is on 1.28), the mesh revision (null from an az whose model predates serviceMeshProfile)"
+  aks_show() { az aks show --resource-group "$RESOURCE_GROUP" --name "$CLUSTER" -o json; }
+  if command -v jq >/dev/null; then
+    aks_show | jq ".kubernetesVersion"
+    aks_show | jq ".agentPoolProfiles[] | { currentOrchestratorVersion, powerState}"
+    aks_show | jq ".serviceMeshProfile.istio.revisions"
+  else
+    az aks show --resource-group "$RESOURCE_GROUP" --name "$CLUSTER" -o json \
+      --query "{kubernetesVersion: kubernetesVersion, agentPools: agentPoolProfiles[].{currentOrchestratorVersion: currentOrchestratorVersion, powerState: powerState}}"
+  fi
+else
+  step "Before you begin 1: register the preview feature (az feature register)"
+  $M feature register --name IstioNativeSidecarModePreview --provider aks
+
+  step "Before you begin 2: wait until it shows Registered (az feature show)"
+  $M feature show --name IstioNativeSidecarModePreview --provider aks --wait --timeout 2m
+
+  step "Before you begin 3: refresh the provider registration (az provider register)"
+  $M provider register --provider aks
+fi
 
 step "precheck from the managed cluster (az aks show): the feature passes; the 1.28 agent pool still fails"
 $M precheck --provider aks || echo "(precheck failed, as expected: exit $?)"
@@ -76,8 +106,13 @@ step "precheck from the managed cluster again: every check passes (the manager t
 until $M precheck --provider aks >/dev/null; do sleep 1; done
 $M precheck --provider aks
 
-step "Force the reconcile instead of waiting (az aks update: a PUT of the managed cluster, waited on as a long-running operation)"
-$M reconcile --provider aks
+if command -v az >/dev/null; then
+  step "Force the reconcile instead of waiting: az aks update (--yes answers its question whether to reconcile to the current settings)"
+  az aks update --resource-group "$RESOURCE_GROUP" --name "$CLUSTER" --yes --query "{provisioningState: provisioningState, kubernetesVersion: kubernetesVersion}"
+else
+  step "Force the reconcile instead of waiting (az aks update: a PUT of the managed cluster, waited on as a long-running operation)"
+  $M reconcile --provider aks
+fi
 
 step "Check istiod for injecting native sidecars (the document's kubectl | jq)"
 check_istiod

@@ -81,5 +81,7 @@ func (t *Testbed) ARMServer() (*armserver.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return armserver.New(id, cl.kube, cl.ctrl, t.pools(cl.kube), mesh.Namespace), nil
+	srv := armserver.New(id, cl.kube, cl.ctrl, t.pools(cl.kube), mesh.Namespace)
+	srv.OperationsNamespace = ManagerNamespace
+	return srv, nil
 }

@@ -175,7 +175,13 @@ func checkPodsMode(t *testing.T, kc kubernetes.Interface, ns, app string, native
 
 func managerPID(t *testing.T, cluster string) int {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(stateDir, "clusters", cluster, "manager.pid"))
+	return pidOf(t, cluster, "manager")
+}
+
+// pidOf reads the pid file of one of the cluster's daemons.
+func pidOf(t *testing.T, cluster, daemon string) int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(stateDir, "clusters", cluster, daemon+".pid"))
 	if err != nil {
 		t.Fatal(err)
 	}

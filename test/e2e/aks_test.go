@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -214,6 +215,48 @@ func TestAKSProvider(t *testing.T) {
 		}
 		if !slices.Equal(p.Spec.Revisions, []string{"asm-1-27"}) {
 			t.Errorf("revisions after an old client's PUT: %v, want [asm-1-27]", p.Spec.Revisions)
+		}
+	})
+
+	t.Run("the Azure CLI: the document's five az commands as written", func(t *testing.T) {
+		azureCLI(t, cluster, "asm-1-27")
+	})
+
+	t.Run("an update polled across a restart of the endpoint completes", func(t *testing.T) {
+		clusters, err := armcontainerservice.NewManagedClustersClient(get("AZURE_SUBSCRIPTION_ID"), cred, &arm.ClientOptions{ClientOptions: policy.ClientOptions(copts)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mc, err := clusters.Get(ctx, rg, name, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		poller, err := clusters.BeginCreateOrUpdate(ctx, rg, name, mc.ManagedCluster, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		token, err := poller.ResumeToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// kill -9 the endpoint while the update waits for the add-on;
+		// local up starts it again.
+		if err := syscall.Kill(pidOf(t, cluster, "arm"), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if r := mustMeshaddon(t, "local", "up", "--name", cluster, "--arm", "--pool", "system="+currentVersion+":2", "--pool", oldPool+"="+oldVersion+":1", "--revision", "asm-1-27"); !strings.Contains(r.stdout, "started the local ARM endpoint") {
+			t.Errorf("local up did not restart the endpoint:\n%s", r.stdout)
+		}
+		resumed, err := clusters.BeginCreateOrUpdate(ctx, rg, name, mc.ManagedCluster, &armcontainerservice.ManagedClustersClientBeginCreateOrUpdateOptions{ResumeToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, err := resumed.PollUntilDone(ctx, &runtime.PollUntilDoneOptions{Frequency: time.Second})
+		if err != nil {
+			t.Fatalf("polling the update after the endpoint's restart: %v", err)
+		}
+		if *done.Properties.ProvisioningState != "Succeeded" {
+			t.Errorf("after the restart: provisioningState %s", *done.Properties.ProvisioningState)
 		}
 	})
 

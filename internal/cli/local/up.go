@@ -151,8 +151,8 @@ func (o *UpOptions) Run(cmd *cobra.Command) error {
 	fmt.Fprintf(o.Out, "Use it with kubectl:\n  export KUBECONFIG=%s\n  kubectl get nodes\n", tb.Cluster.KubeconfigPath())
 	if id, err := tb.ARMIdentity(); err == nil && o.spec.ARM {
 		// The client secret is printed only by arm-env, where it is asked for.
-		fmt.Fprintf(o.Out, "\nLocal ARM endpoint: %s (CA %s)\n  subscription %s, resource group %s, managed cluster %s\n  client %s (its secret: meshaddon local arm-env --name %s)\nUse it with --provider aks:\n  eval \"$(meshaddon local arm-env --name %s)\"\n  meshaddon feature show --provider aks\n",
-			id.Endpoint(), id.CAPath(), id.SubscriptionID, id.ResourceGroup, id.Cluster, id.ClientID, o.spec.Name, o.spec.Name)
+		fmt.Fprintf(o.Out, "\nLocal ARM endpoint: %s (CA %s)\n  subscription %s, resource group %s, managed cluster %s\n  client %s (its secret: meshaddon local arm-env --name %s)\nUse it with --provider aks:\n  eval \"$(meshaddon local arm-env --name %s)\"\n  meshaddon feature show --provider aks\nor with the Azure CLI (once: az cloud register, az cloud set, az login):\n  eval \"$(meshaddon local arm-env --az --name %s)\"\n  az aks show --resource-group $RESOURCE_GROUP --name $CLUSTER\n",
+			id.Endpoint(), id.CAPath(), id.SubscriptionID, id.ResourceGroup, id.Cluster, id.ClientID, o.spec.Name, o.spec.Name, o.spec.Name)
 	}
 	return nil
 }

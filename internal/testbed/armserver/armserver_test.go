@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,7 +131,6 @@ func TestTokenEndpoint(t *testing.T) {
 	}{
 		{"wrong secret", s.ID.TenantID, func(v url.Values) { v.Set("client_secret", "guess") }, http.StatusUnauthorized, "invalid_client"},
 		{"unknown client", s.ID.TenantID, func(v url.Values) { v.Set("client_id", "someone") }, http.StatusBadRequest, "unauthorized_client"},
-		{"other resource", s.ID.TenantID, func(v url.Values) { v.Set("scope", "https://management.azure.com/.default") }, http.StatusBadRequest, "invalid_scope"},
 		{"password grant", s.ID.TenantID, func(v url.Values) { v.Set("grant_type", "password") }, http.StatusBadRequest, "unsupported_grant_type"},
 		{"other tenant", "common", func(url.Values) {}, http.StatusBadRequest, "invalid_request"},
 	} {
@@ -159,6 +160,144 @@ func TestTokenEndpoint(t *testing.T) {
 	if status != http.StatusOK || cfg["issuer"] != s.ID.Endpoint()+"/"+s.ID.TenantID+"/v2.0" || cfg["token_endpoint"] != s.ID.Endpoint()+"/"+s.ID.TenantID+"/oauth2/v2.0/token" {
 		t.Errorf("openid configuration: %d %v", status, cfg)
 	}
+	// The Azure CLI signs in at the ADFS-style authority its cloud's
+	// metadata names (MSAL skips instance discovery for /adfs), asking
+	// ARM's standard audience.
+	status, meta := call(t, hc, http.MethodGet, s.ID.Endpoint()+"//metadata/endpoints?api-version=2015-01-01", "", "")
+	auth, _ := meta["authentication"].(map[string]any)
+	if audiences, _ := auth["audiences"].([]any); status != http.StatusOK || auth["loginEndpoint"] != s.ID.Endpoint()+"/adfs" || len(audiences) == 0 || audiences[0] != "https://management.core.windows.net/" || meta["graphEndpoint"] == nil {
+		t.Errorf("metadata endpoints as az cloud register reads them: %d %v", status, meta)
+	}
+	status, cfg = call(t, hc, http.MethodGet, s.ID.Endpoint()+"/adfs/.well-known/openid-configuration", "", "")
+	if status != http.StatusOK || cfg["token_endpoint"] != s.ID.Endpoint()+"/adfs/oauth2/token" || cfg["authorization_endpoint"] == nil {
+		t.Fatalf("ADFS-style openid configuration: %d %v", status, cfg)
+	}
+	if _, err := tokenAt(hc, cfg["token_endpoint"].(string), s, "https://management.core.windows.net//.default"); err != nil {
+		t.Errorf("token at the ADFS-style authority: %v", err)
+	}
+}
+
+// tokenAt asks tokenURL for a client-credentials token for scope.
+func tokenAt(hc *http.Client, tokenURL string, s *Server, scope string) (string, error) {
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {s.ID.ClientID}, "client_secret": {s.ID.ClientSecret}, "scope": {scope}}
+	resp, err := hc.PostForm(tokenURL, form)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || resp.StatusCode != http.StatusOK || tok.AccessToken == "" {
+		return "", fmt.Errorf("status %d, %v", resp.StatusCode, err)
+	}
+	return tok.AccessToken, nil
+}
+
+// TestAudiences: the authority issues tokens for ARM's standard audiences
+// (as Entra ID does: with or without the trailing slash, as a .default
+// scope or a v1 resource) and the endpoint's own URL, and the endpoint
+// accepts each; any other resource is refused in Entra ID's error shape.
+func TestAudiences(t *testing.T) {
+	s, hc := startServer(t)
+	tokenURL := s.ID.Endpoint() + "/" + s.ID.TenantID + "/oauth2/v2.0/token"
+	feature := s.ID.Endpoint() + "/subscriptions/" + s.ID.SubscriptionID + "/providers/Microsoft.Features/providers/Microsoft.ContainerService/features/Nope?api-version=2021-07-01"
+	for _, form := range []url.Values{
+		{"scope": {"https://management.core.windows.net//.default"}},
+		{"scope": {"https://management.core.windows.net/.default"}},
+		{"scope": {"https://management.azure.com//.default"}},
+		{"scope": {"https://management.azure.com/.default"}},
+		{"scope": {s.ID.Endpoint() + "/.default"}},
+		{"scope": {s.ID.Endpoint() + "//.default"}},
+		{"resource": {"https://management.core.windows.net/"}},
+		{"resource": {"https://management.azure.com"}},
+	} {
+		t.Run(form.Encode(), func(t *testing.T) {
+			form.Set("grant_type", "client_credentials")
+			form.Set("client_id", s.ID.ClientID)
+			form.Set("client_secret", s.ID.ClientSecret)
+			resp, err := hc.PostForm(tokenURL, form)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var tok struct {
+				AccessToken string `json:"access_token"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("token: %d %v", resp.StatusCode, err)
+			}
+			if status, out := call(t, hc, http.MethodGet, feature, tok.AccessToken, ""); status != http.StatusNotFound || armCode(out) != "FeatureNotFound" {
+				t.Errorf("the endpoint refuses the token: %d %v", status, out)
+			}
+		})
+	}
+	for _, scope := range []string{"https://graph.microsoft.com/.default", "https://management.core.windows.net.evil/.default", "/.default"} {
+		t.Run("unknown "+scope, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, tokenURL, strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "client_id": {s.ID.ClientID}, "client_secret": {s.ID.ClientSecret}, "scope": {scope}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("client-request-id", "c0ffee00-0000-0000-0000-000000000001")
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var out struct {
+				Error         string `json:"error"`
+				Description   string `json:"error_description"`
+				Codes         []int  `json:"error_codes"`
+				Timestamp     string `json:"timestamp"`
+				TraceID       string `json:"trace_id"`
+				CorrelationID string `json:"correlation_id"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusBadRequest || out.Error != "invalid_resource" || !strings.HasPrefix(out.Description, "AADSTS500011: The resource principal named "+strings.TrimSuffix(scope, "/.default")+" was not found") ||
+				!slices.Equal(out.Codes, []int{500011}) || out.Timestamp == "" || out.TraceID == "" || out.CorrelationID != "c0ffee00-0000-0000-0000-000000000001" {
+				t.Errorf("got %d %+v, want 400 invalid_resource AADSTS500011 in Entra ID's shape", resp.StatusCode, out)
+			}
+		})
+	}
+}
+
+// TestSubscriptionsAndTenants: what every ARM client lists at sign-in.
+func TestSubscriptionsAndTenants(t *testing.T) {
+	s, hc := startServer(t)
+	tok := tokenFor(t, s, hc)
+	status, out := call(t, hc, http.MethodGet, s.ID.Endpoint()+"/subscriptions?api-version=2019-11-01", tok, "")
+	subs, _ := out["value"].([]any)
+	if status != http.StatusOK || len(subs) != 1 {
+		t.Fatalf("GET /subscriptions: %d %v", status, out)
+	}
+	sub := subs[0].(map[string]any)
+	if sub["subscriptionId"] != s.ID.SubscriptionID || sub["tenantId"] != s.ID.TenantID || sub["state"] != "Enabled" || sub["id"] != "/subscriptions/"+s.ID.SubscriptionID {
+		t.Errorf("subscription: %v", sub)
+	}
+	if status, one := call(t, hc, http.MethodGet, s.ID.Endpoint()+"/subscriptions/"+s.ID.SubscriptionID+"?api-version=2022-12-01", tok, ""); status != http.StatusOK || one["subscriptionId"] != s.ID.SubscriptionID {
+		t.Errorf("GET /subscriptions/{id}: %d %v", status, one)
+	}
+	status, out = call(t, hc, http.MethodGet, s.ID.Endpoint()+"/tenants?api-version=2022-12-01", tok, "")
+	if tenants, _ := out["value"].([]any); status != http.StatusOK || len(tenants) != 1 || tenants[0].(map[string]any)["tenantId"] != s.ID.TenantID {
+		t.Errorf("GET /tenants: %d %v", status, out)
+	}
+	for _, tc := range []struct {
+		url    string
+		status int
+		code   string
+	}{
+		{"/subscriptions/00000000-0000-0000-0000-000000000000?api-version=2022-12-01", 404, "SubscriptionNotFound"},
+		{"/subscriptions?api-version=2099-01-01", 400, "NoRegisteredProviderFound"},
+		{"/subscriptions?api-version=2022-12-01-preview", 400, "NoRegisteredProviderFound"},
+		{"/tenants", 400, "MissingApiVersionParameter"},
+	} {
+		if status, out := call(t, hc, http.MethodGet, s.ID.Endpoint()+tc.url, tok, ""); status != tc.status || armCode(out) != tc.code {
+			t.Errorf("GET %s: %d %v, want %d %s", tc.url, status, out, tc.status, tc.code)
+		}
+	}
+	if status, out := call(t, hc, http.MethodGet, s.ID.Endpoint()+"/subscriptions?api-version=2019-11-01", "", ""); status != http.StatusUnauthorized || armCode(out) != "AuthenticationFailed" {
+		t.Errorf("GET /subscriptions without a token: %d %v", status, out)
+	}
 }
 
 func TestBearerTokenChecks(t *testing.T) {
@@ -182,7 +321,7 @@ func TestBearerTokenChecks(t *testing.T) {
 		{"not a JWT", "abc", "InvalidAuthenticationToken"},
 		{"other signing key", sign([]byte("another key, not the endpoint's"), claims(s.ID.Audience(), now.Add(time.Hour))), "InvalidAuthenticationToken"},
 		{"expired", sign(s.ID.SigningKey, claims(s.ID.Audience(), now.Add(-time.Minute))), "ExpiredAuthenticationToken"},
-		{"other audience", sign(s.ID.SigningKey, claims("https://management.azure.com", now.Add(time.Hour))), "InvalidAuthenticationTokenAudience"},
+		{"other audience", sign(s.ID.SigningKey, claims("https://graph.microsoft.com", now.Add(time.Hour))), "InvalidAuthenticationTokenAudience"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, out := call(t, hc, http.MethodGet, feature, tc.token, "")

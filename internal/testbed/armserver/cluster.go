@@ -174,6 +174,7 @@ func (s *Server) managedCluster(snap *snapshot, apiVersion string) armcontainers
 		pools = append(pools, poolProfile(s.poolProperties(snap, p), p.Name))
 	}
 	dns := s.ID.Cluster + "-dns"
+	nodeRG := fmt.Sprintf("MC_%s_%s_%s", s.ID.ResourceGroup, s.ID.Cluster, s.ID.Location)
 	props := &armcontainerservice.ManagedClusterProperties{
 		ProvisioningState:        to.Ptr(state),
 		PowerState:               &armcontainerservice.PowerState{Code: to.Ptr(armcontainerservice.CodeRunning)},
@@ -183,18 +184,38 @@ func (s *Server) managedCluster(snap *snapshot, apiVersion string) armcontainers
 		Fqdn:                     to.Ptr(dns + ".hcp." + s.ID.Location + ".azmk8s.io"),
 		AzurePortalFQDN:          to.Ptr(dns + ".portal.hcp." + s.ID.Location + ".azmk8s.io"),
 		AgentPoolProfiles:        pools,
-		NodeResourceGroup:        to.Ptr(fmt.Sprintf("MC_%s_%s_%s", s.ID.ResourceGroup, s.ID.Cluster, s.ID.Location)),
+		NodeResourceGroup:        to.Ptr(nodeRG),
 		EnableRBAC:               to.Ptr(true),
 		MaxAgentPools:            to.Ptr(int32(100)),
 		SupportPlan:              to.Ptr(armcontainerservice.KubernetesSupportPlanKubernetesOfficial),
+		// What clients read besides the versions: the Azure CLI's update
+		// reads the network, service principal and identity profiles.
 		NetworkProfile: &armcontainerservice.NetworkProfile{
 			NetworkPlugin:   to.Ptr(armcontainerservice.NetworkPluginKubenet),
 			ServiceCidr:     to.Ptr("10.0.0.0/16"),
+			ServiceCidrs:    to.SliceOfPtrs("10.0.0.0/16"),
 			DNSServiceIP:    to.Ptr("10.0.0.10"),
 			PodCidr:         to.Ptr("10.244.0.0/16"),
+			PodCidrs:        to.SliceOfPtrs("10.244.0.0/16"),
+			IPFamilies:      to.SliceOfPtrs(armcontainerservice.IPFamilyIPv4),
 			LoadBalancerSKU: to.Ptr(armcontainerservice.LoadBalancerSKUStandard),
 			OutboundType:    to.Ptr(armcontainerservice.OutboundTypeLoadBalancer),
+			LoadBalancerProfile: &armcontainerservice.ManagedClusterLoadBalancerProfile{
+				ManagedOutboundIPs:   &armcontainerservice.ManagedClusterLoadBalancerProfileManagedOutboundIPs{Count: to.Ptr(int32(1))},
+				EffectiveOutboundIPs: []*armcontainerservice.ResourceReference{{ID: to.Ptr(fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.Network/publicIPAddresses/outbound-ip", s.ID.SubscriptionID, nodeRG))}},
+				BackendPoolType:      to.Ptr(armcontainerservice.BackendPoolTypeNodeIPConfiguration),
+			},
 		},
+		// A managed identity cluster: the platform shows "msi" here.
+		ServicePrincipalProfile: &armcontainerservice.ManagedClusterServicePrincipalProfile{ClientID: to.Ptr("msi")},
+		IdentityProfile: map[string]*armcontainerservice.UserAssignedIdentity{"kubeletidentity": {
+			ResourceID: to.Ptr(fmt.Sprintf("/subscriptions/%s/resourcegroups/%s/providers/Microsoft.ManagedIdentity/userAssignedIdentities/%s-agentpool", s.ID.SubscriptionID, nodeRG, s.ID.Cluster)),
+			ClientID:   to.Ptr(s.ID.ClientID),
+			ObjectID:   to.Ptr(s.ID.ClientID),
+		}},
+		OidcIssuerProfile:    &armcontainerservice.ManagedClusterOIDCIssuerProfile{Enabled: to.Ptr(false)},
+		AutoUpgradeProfile:   &armcontainerservice.ManagedClusterAutoUpgradeProfile{UpgradeChannel: to.Ptr(armcontainerservice.UpgradeChannelNone), NodeOSUpgradeChannel: to.Ptr(armcontainerservice.NodeOSUpgradeChannelNodeImage)},
+		DisableLocalAccounts: to.Ptr(false),
 	}
 	if atLeast(apiVersion, meshProfileSince) {
 		mesh := &armcontainerservice.ServiceMeshProfile{Mode: to.Ptr(armcontainerservice.ServiceMeshModeDisabled)}
@@ -221,11 +242,47 @@ func (s *Server) managedCluster(snap *snapshot, apiVersion string) armcontainers
 	}
 }
 
-// step is one change a PUT asks for, run inside its operation.
+// step is one agent pool change a PUT asks for, run inside its
+// operation; it is data, kept with the operation, so that a restarted
+// endpoint can run it again.
 type step struct {
-	kind    string // the pool's provisioningState meanwhile
-	version string // an upgrade's target
-	run     func(ctx context.Context) error
+	Kind    string `json:"kind"` // the pool's provisioningState meanwhile: Creating, Upgrading, Stopping, Starting
+	Pool    string `json:"pool"`
+	Version string `json:"version,omitempty"` // a new pool's or an upgrade's version, without the v
+	Count   int    `json:"count,omitempty"`   // a new pool's nodes
+}
+
+// runStep makes the change; each can run again after an interruption.
+func (s *Server) runStep(ctx context.Context, st step) error {
+	switch st.Kind {
+	case "Creating":
+		_, err := s.Pools.Ensure(ctx, nodepool.Spec{Name: st.Pool, Version: "v" + st.Version, Count: st.Count})
+		return err
+	case "Upgrading":
+		return s.Pools.Upgrade(ctx, st.Pool, "v"+st.Version)
+	case "Stopping":
+		return s.Pools.Stop(ctx, st.Pool)
+	case "Starting":
+		return s.Pools.Start(ctx, st.Pool)
+	}
+	return fmt.Errorf("unknown agent pool change %q", st.Kind)
+}
+
+// runOperation is an operation's work: its agent pool changes, then, for
+// a managed cluster update, the add-on's reconcile.
+func (s *Server) runOperation(ctx context.Context, op *operation) error {
+	for _, st := range op.Steps {
+		if err := s.runStep(ctx, st); err != nil {
+			return &Error{Code: "AgentPool" + st.Kind + "Failed", Message: err.Error()}
+		}
+	}
+	if op.Reconcile {
+		_, err := platform.Reconcile(ctx, s.Client, s.MeshNamespace, s.ReconcileTimeout)
+		if err != nil {
+			return &Error{Code: "ReconcileFailed", Message: "the mesh add-on did not reconcile: " + err.Error()}
+		}
+	}
+	return nil
 }
 
 // sameVersion compares a requested version (1.29 or 1.29.2) with a full one.
@@ -266,8 +323,7 @@ func (s *Server) poolStep(snap *snapshot, name string, version *string, count *i
 		if n < 1 || n > 1000 {
 			return bad("InvalidParameter", "The count %d of agent pool %s is out of range [1, 1000].", n, name)
 		}
-		spec := nodepool.Spec{Name: name, Version: "v" + kv.String(), Count: int(n)}
-		return &step{kind: "Creating", version: kv.String(), run: func(ctx context.Context) error { return s.Pools.Add(ctx, spec) }}, nil
+		return &step{Kind: "Creating", Pool: name, Version: kv.String(), Count: int(n)}, nil
 	}
 	if count != nil && int(*count) != p.Nodes {
 		return bad("OperationNotSupported", "Scaling agent pool %s from %d to %d nodes is not supported by the local ARM endpoint: use meshaddon local nodepool add or delete.", name, p.Nodes, *count)
@@ -278,14 +334,14 @@ func (s *Server) poolStep(snap *snapshot, name string, version *string, count *i
 		if cv, err := meshversion.ParseKube(current); err == nil && kv.LessThan(cv) {
 			return bad("NotAllowedAgentPoolVersionDowngrade", "Agent pool %s runs %s: downgrading it to %s is not allowed.", name, current, want)
 		}
-		return &step{kind: "Upgrading", version: kv.String(), run: func(ctx context.Context) error { return s.Pools.Upgrade(ctx, name, "v"+kv.String()) }}, nil
+		return &step{Kind: "Upgrading", Pool: name, Version: kv.String()}, nil
 	}
 	if power != nil && power.Code != nil {
 		switch {
 		case *power.Code == armcontainerservice.CodeStopped && !p.Stopped:
-			return &step{kind: "Stopping", run: func(ctx context.Context) error { return s.Pools.Stop(ctx, name) }}, nil
+			return &step{Kind: "Stopping", Pool: name}, nil
 		case *power.Code == armcontainerservice.CodeRunning && p.Stopped:
-			return &step{kind: "Starting", run: func(ctx context.Context) error { return s.Pools.Start(ctx, name) }}, nil
+			return &step{Kind: "Starting", Pool: name}, nil
 		}
 	}
 	return nil, nil
@@ -448,7 +504,7 @@ func (s *Server) putCluster(ctx context.Context, name string, mc armcontainerser
 		return mc, &Error{Status: http.StatusBadRequest, Code: "PropertyChangeNotAllowed", Message: fmt.Sprintf("Changing property 'location' is not allowed: the cluster is in %s.", s.ID.Location)}
 	}
 	apiVersion := infoOf(ctx).apiVersion
-	var steps []*step
+	var steps []step
 	if pr := mc.Properties; pr != nil {
 		if pr.KubernetesVersion != nil && *pr.KubernetesVersion != "" && !sameVersion(*pr.KubernetesVersion, snap.version) {
 			return mc, &Error{Status: http.StatusBadRequest, Code: "OperationNotSupported",
@@ -463,7 +519,7 @@ func (s *Server) putCluster(ctx context.Context, name string, mc armcontainerser
 				return mc, err
 			}
 			if st != nil {
-				steps = append(steps, st)
+				steps = append(steps, *st)
 			}
 		}
 		// Clients of api-versions before serviceMeshProfile cannot send
@@ -479,19 +535,11 @@ func (s *Server) putCluster(ctx context.Context, name string, mc armcontainerser
 			return mc, internalError(err)
 		}
 	}
-	op := s.ops.start(s.clusterID(), "Updating", "", func(ctx context.Context) error {
-		for _, st := range steps {
-			if err := st.run(ctx); err != nil {
-				return &Error{Code: "AgentPool" + st.kind + "Failed", Message: err.Error()}
-			}
-		}
-		_, err := platform.Reconcile(ctx, s.Client, s.MeshNamespace, s.ReconcileTimeout)
-		if err != nil {
-			return &Error{Code: "ReconcileFailed", Message: "the mesh add-on did not reconcile: " + err.Error()}
-		}
-		return nil
-	})
-	infoOf(ctx).header.Set("Azure-AsyncOperation", s.asyncOperationURL(op))
+	op, err := s.ops.start(ctx, &operation{Target: s.clusterID(), Kind: "Updating", Steps: steps, Reconcile: true})
+	if err != nil {
+		return mc, err
+	}
+	s.pollHeaders(infoOf(ctx).header, op)
 	if snap, err = s.snapshot(ctx); err != nil {
 		return mc, err
 	}
@@ -581,8 +629,11 @@ func (s *Server) putPool(ctx context.Context, rg, cluster, name string, ap armco
 		if snap.pool(name) == nil {
 			status = http.StatusCreated
 		}
-		op := s.ops.start(target, st.kind, st.version, st.run)
-		infoOf(ctx).header.Set("Azure-AsyncOperation", s.asyncOperationURL(op))
+		op, err := s.ops.start(ctx, &operation{Target: target, Kind: st.Kind, Version: st.Version, Steps: []step{*st}})
+		if err != nil {
+			return ap, 0, err
+		}
+		s.pollHeaders(infoOf(ctx).header, op)
 	}
 	if snap, err = s.snapshot(ctx); err != nil {
 		return ap, 0, err
@@ -591,13 +642,13 @@ func (s *Server) putPool(ctx context.Context, rg, cluster, name string, ap armco
 	if p == nil {
 		// Created in the background: show the request as accepted.
 		props.ProvisioningState = to.Ptr("Creating")
-		props.CurrentOrchestratorVersion = to.Ptr(st.version)
-		props.OrchestratorVersion = to.Ptr(st.version)
+		props.CurrentOrchestratorVersion = to.Ptr(st.Version)
+		props.OrchestratorVersion = to.Ptr(st.Version)
 		return s.agentPool(props, name), status, nil
 	}
 	props = s.poolProperties(snap, *p)
 	if st != nil {
-		props.ProvisioningState = to.Ptr(st.kind) // accepted; see putCluster
+		props.ProvisioningState = to.Ptr(st.Kind) // accepted; see putCluster
 	}
 	return s.agentPool(props, name), status, nil
 }

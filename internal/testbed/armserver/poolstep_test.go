@@ -18,7 +18,7 @@ func TestPoolStepWithoutNodeVersions(t *testing.T) {
 		if armErr != nil {
 			t.Fatalf("versions %q: %v", versions, armErr.Message)
 		}
-		if st == nil || st.kind != "Upgrading" || st.version != "1.34.4" {
+		if st == nil || st.Kind != "Upgrading" || st.Version != "1.34.4" {
 			t.Errorf("versions %q: step %+v, want Upgrading to 1.34.4", versions, st)
 		}
 	}
@@ -39,12 +39,12 @@ func FuzzPoolStep(f *testing.F) {
 			}
 			return
 		}
-		if st == nil || st.kind != "Upgrading" {
+		if st == nil || st.Kind != "Upgrading" {
 			return
 		}
-		to, err := meshversion.ParseKube(st.version)
+		to, err := meshversion.ParseKube(st.Version)
 		if err != nil {
-			t.Fatalf("upgrade to %q, not a version", st.version)
+			t.Fatalf("upgrade to %q, not a version", st.Version)
 		}
 		if from, err := meshversion.ParseKube(nodeVersion); err == nil && to.LessThan(from) {
 			t.Errorf("requested %q on nodes at %q: a downgrade to %s", requested, nodeVersion, to)

@@ -135,7 +135,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) *Error {
-	path := r.URL.Path
+	// ARM ignores repeated slashes, which clients send when a base URL
+	// ending in a slash meets a path (az cloud register's metadata lookup).
+	path := repeatedSlashes.ReplaceAllString(r.URL.Path, "/")
 	if m := tokenPath.FindStringSubmatch(path); m != nil && r.Method == http.MethodPost {
 		s.token(w, r, m[1])
 		return nil
@@ -190,8 +192,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) *Error {
 }
 
 var (
-	tokenPath  = regexp.MustCompile(`^/([^/]+)/oauth2/v2\.0/token$`)
-	openIDPath = regexp.MustCompile(`^/([^/]+)/v2\.0/\.well-known/openid-configuration$`)
+	tokenPath       = regexp.MustCompile(`^/([^/]+)/oauth2/(?:v2\.0/)?token$`)
+	openIDPath      = regexp.MustCompile(`^/([^/]+)(?:/v2\.0)?/\.well-known/openid-configuration$`)
+	repeatedSlashes = regexp.MustCompile(`//+`)
 )
 
 func methodNotAllowed(method string) *Error {
@@ -295,16 +298,19 @@ func (s *statusRecorder) WriteHeader(code int) {
 }
 
 // metadataEndpoints is ARM's cloud metadata, which `az cloud register
-// --endpoint-resource-manager` reads to learn the authority and audience.
+// --endpoint-resource-manager` reads to learn the authority and audience:
+// the ADFS-style authority (as an Azure Stack Hub on ADFS answers) and
+// ARM's standard audience first, which the Azure CLI asks tokens for.
 func (s *Server) metadataEndpoints(w http.ResponseWriter) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"name":            "MeshaddonLocal",
 		"resourceManager": s.ID.Endpoint() + "/",
+		"graphEndpoint":   "https://graph.windows.net/",
 		"authentication": map[string]any{
-			"loginEndpoint":    s.ID.Endpoint() + "/",
-			"audiences":        []string{s.ID.Audience()},
-			"tenant":           s.ID.TenantID,
-			"identityProvider": "AAD",
+			"loginEndpoint":    s.ID.ADFSAuthority(),
+			"audiences":        s.ID.ARMAudiences(),
+			"tenant":           adfsTenant,
+			"identityProvider": "ADFS",
 		},
 	})
 }
@@ -341,7 +347,20 @@ var apiVersions = map[string][]string{
 	"agentPools":           since(aksVersions, "2019-02-01"),
 	"meshRevisionProfiles": since(aksVersions, meshRevisionsSince),
 	"operations":           append([]string{"2016-03-30"}, aksVersions...),
+	// Subscriptions and tenants, which every client lists at sign-in.
+	"subscriptions": subscriptionVersions,
+	"tenants":       subscriptionVersions,
 }
+
+// subscriptionVersions are the api-versions of Microsoft.Resources'
+// subscriptions and tenants that clients send (az 2.45 sends 2019-11-01,
+// the Go SDK's armsubscriptions 2022-12-01).
+var subscriptionVersions = []string{"2014-04-01", "2015-01-01", "2016-06-01", "2018-06-01", "2019-06-01", "2019-11-01",
+	"2020-01-01", "2021-01-01", "2022-01-01", "2022-09-01", "2022-12-01"}
+
+// stableOnly are the resource types whose -preview api-versions are not
+// accepted on the strength of their date.
+var stableOnly = []string{"features", "providers", "subscriptions", "tenants"}
 
 func since(versions []string, first string) []string {
 	i := slices.Index(versions, first)
@@ -351,8 +370,9 @@ func since(versions []string, first string) []string {
 var apiVersionPattern = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(-preview)?$`)
 
 // checkAPIVersion accepts the resource type's api-versions, and the
-// -preview versions of managed clusters dated within them (the aks-preview
-// CLI extension sends those); anything else gets ARM's error.
+// -preview versions of the Microsoft.ContainerService types dated within
+// them (the aks-preview CLI extension sends those); anything else gets
+// ARM's error.
 func checkAPIVersion(q url.Values, kind string) (string, *Error) {
 	v := q.Get("api-version")
 	supported := apiVersions[kind]
@@ -363,7 +383,7 @@ func checkAPIVersion(q url.Values, kind string) (string, *Error) {
 		return "", &Error{Status: http.StatusBadRequest, Code: "InvalidApiVersionParameter", Message: fmt.Sprintf("The api-version '%s' is invalid. The supported versions are '%s'.", v, strings.Join(supported, ","))}
 	case slices.Contains(supported, v):
 		return v, nil
-	case strings.HasSuffix(v, "-preview") && kind != "features" && kind != "providers" &&
+	case strings.HasSuffix(v, "-preview") && !slices.Contains(stableOnly, kind) &&
 		v[:10] >= supported[0] && v[:10] <= supported[len(supported)-1]:
 		return v, nil
 	}

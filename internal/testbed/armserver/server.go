@@ -44,6 +44,9 @@ type Server struct {
 	ReconcileTimeout time.Duration
 	// Log receives one line per request (may be nil).
 	Log io.Writer
+	// OperationsNamespace keeps the long-running operations (one
+	// ConfigMap each), so that they outlive a restart of the endpoint.
+	OperationsNamespace string
 
 	routes   []route
 	mutating sync.Mutex
@@ -56,7 +59,7 @@ type Server struct {
 func New(id *Identity, kube kubernetes.Interface, cl client.Client, pools *nodepool.Manager, meshNamespace string) *Server {
 	s := &Server{ID: id, Kube: kube, Client: cl, Pools: pools, MeshNamespace: meshNamespace, ReconcileTimeout: 5 * time.Minute}
 	s.tags = tagStore{path: filepath.Join(id.Dir, "tags.json")}
-	s.ops = operations{m: map[string]*operation{}}
+	s.ops = operations{m: map[string]*operation{}, run: s.runOperation, logf: s.logf}
 	features := featuresfake.NewServerTransport(s.featureServer())
 	providers := resfake.NewProvidersServerTransport(s.providersServer())
 	clusters := acsfake.NewManagedClustersServerTransport(s.managedClustersServer())
@@ -91,6 +94,9 @@ func New(id *Identity, kube kubernetes.Interface, cl client.Client, pools *nodep
 		{template: loc + "/operations/{operation}", kind: "operations", handle: s.operationStatus},
 		{template: sub + "/providers/{ns}/register", kind: "providers", fake: providers, apis: map[string]string{http.MethodPost: "ProvidersClient.Register"}},
 		{template: sub + "/providers/{ns}", kind: "providers", fake: providers, apis: map[string]string{http.MethodGet: "ProvidersClient.Get"}},
+		{template: sub, kind: "subscriptions", handle: s.getSubscription},
+		{template: "/subscriptions", kind: "subscriptions", handle: s.listSubscriptions},
+		{template: "/tenants", kind: "tenants", handle: s.listTenants},
 	}
 	for i := range s.routes {
 		s.routes[i].compile()
@@ -108,7 +114,9 @@ func (s *Server) logf(format string, args ...any) {
 }
 
 // Serve listens on 127.0.0.1 at the identity's port with its certificate
-// until ctx ends; long-running operations stop with it.
+// until ctx ends, after resuming the long-running operations a previous
+// run left in progress; those it runs stop with it, to be resumed by the
+// next.
 func (s *Server) Serve(ctx context.Context) error {
 	cert, err := tls.LoadX509KeyPair(filepath.Join(s.ID.Dir, certFile), filepath.Join(s.ID.Dir, keyFile))
 	if err != nil {
@@ -119,6 +127,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("listen for the local ARM endpoint: %w", err)
 	}
 	s.ops.ctx = ctx
+	if s.Kube != nil {
+		if s.OperationsNamespace == "" {
+			return errors.New("the local ARM endpoint needs a namespace for its operations")
+		}
+		s.ops.kube, s.ops.namespace = s.Kube, s.OperationsNamespace
+		if err := s.ops.load(ctx); err != nil {
+			return err
+		}
+	}
 	srv := &http.Server{
 		Handler:           s,
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},

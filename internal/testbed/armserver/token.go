@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 )
 
 // tokenLifetime is how long an issued access token is valid, as Entra ID's
@@ -24,16 +26,60 @@ const tokenLifetime = time.Hour
 // issuer is the tokens' issuer and the OpenID configuration's.
 func (id *Identity) issuer() string { return id.Endpoint() + "/" + id.TenantID + "/v2.0" }
 
-// openIDConfiguration answers GET /{tenant}/v2.0/.well-known/openid-configuration.
+// adfsTenant is the authority path of the ADFS-style sign-in (Azure Stack
+// Hub's): the Azure CLI's identity library (MSAL) looks up every other
+// authority on the public cloud before signing in (instance discovery),
+// which cannot work offline, but trusts an authority whose path is /adfs.
+// It is one tenant, the endpoint's own.
+const adfsTenant = "adfs"
+
+// ADFSAuthority is the authority the Azure CLI signs in at: its cloud's
+// active directory endpoint.
+func (id *Identity) ADFSAuthority() string { return id.Endpoint() + "/" + adfsTenant }
+
+// ARMAudiences are the resources the authority issues tokens for and the
+// endpoint accepts: Azure Resource Manager's two standard audiences, as
+// Entra ID issues and ARM accepts them, and the endpoint's own URL.
+func (id *Identity) ARMAudiences() []string {
+	return []string{"https://management.core.windows.net/", "https://management.azure.com/", id.Audience() + "/"}
+}
+
+// knownAudience reports whether resource is one of ARMAudiences, with or
+// without its trailing slash.
+func (id *Identity) knownAudience(resource string) bool {
+	want := strings.TrimSuffix(resource, "/")
+	for _, a := range id.ARMAudiences() {
+		if want != "" && strings.EqualFold(strings.TrimSuffix(a, "/"), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// validAudiences are the token audiences the endpoint accepts, spelled
+// with and without the trailing slash.
+func (id *Identity) validAudiences() []string {
+	var out []string
+	for _, a := range id.ARMAudiences() {
+		out = append(out, a, strings.TrimSuffix(a, "/"))
+	}
+	return out
+}
+
+// openIDConfiguration answers GET /{tenant}/v2.0/.well-known/openid-configuration
+// and, for the ADFS-style authority, GET /adfs/.well-known/openid-configuration.
 func (s *Server) openIDConfiguration(w http.ResponseWriter, r *http.Request, tenant string) {
-	if tenant != s.ID.TenantID {
-		oauthError(w, http.StatusBadRequest, "invalid_tenant", 90002, fmt.Sprintf("Tenant '%s' not found. Use the tenant of this endpoint, %s.", tenant, s.ID.TenantID))
+	base, token, issuer := s.ID.Endpoint()+"/"+tenant, "/oauth2/v2.0/token", s.ID.issuer()
+	switch {
+	case strings.EqualFold(tenant, adfsTenant):
+		base, token, issuer = s.ID.ADFSAuthority(), "/oauth2/token", s.ID.ADFSAuthority()
+	case tenant != s.ID.TenantID:
+		oauthError(w, r, http.StatusBadRequest, "invalid_tenant", 90002, fmt.Sprintf("Tenant '%s' not found. Use the tenant of this endpoint, %s.", tenant, s.ID.TenantID))
 		return
 	}
-	base := s.ID.Endpoint() + "/" + tenant
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                s.ID.issuer(),
-		"token_endpoint":                        base + "/oauth2/v2.0/token",
+		"issuer":                                issuer,
+		"token_endpoint":                        base + token,
 		"authorization_endpoint":                base + "/oauth2/v2.0/authorize",
 		"jwks_uri":                              base + "/discovery/v2.0/keys",
 		"response_types_supported":              []string{"token"},
@@ -59,16 +105,17 @@ func (s *Server) instanceDiscovery(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// token answers POST /{tenant}/oauth2/v2.0/token with the client-credentials
-// grant: the client id and secret of the identity, for scope
-// <audience>/.default.
+// token answers POST /{tenant}/oauth2/v2.0/token (and the ADFS-style
+// /adfs/oauth2/token) with the client-credentials grant: the client id and
+// secret of the identity, for scope <audience>/.default (or a v1 client's
+// resource=<audience>).
 func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
-	if tenant != s.ID.TenantID {
-		oauthError(w, http.StatusBadRequest, "invalid_request", 90002, fmt.Sprintf("Tenant '%s' not found. Check AZURE_TENANT_ID (meshaddon local arm-env).", tenant))
+	if tenant != s.ID.TenantID && !strings.EqualFold(tenant, adfsTenant) {
+		oauthError(w, r, http.StatusBadRequest, "invalid_request", 90002, fmt.Sprintf("Tenant '%s' not found. Check AZURE_TENANT_ID (meshaddon local arm-env).", tenant))
 		return
 	}
 	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", 900144, "The request body must be application/x-www-form-urlencoded: "+err.Error())
+		oauthError(w, r, http.StatusBadRequest, "invalid_request", 900144, "The request body must be application/x-www-form-urlencoded: "+err.Error())
 		return
 	}
 	clientID, secret := r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
@@ -77,23 +124,24 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 	}
 	switch grant := r.PostForm.Get("grant_type"); {
 	case grant != "client_credentials":
-		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", 70003, fmt.Sprintf("The grant type '%s' is not supported here: use client_credentials with the secret from meshaddon local arm-env.", grant))
+		oauthError(w, r, http.StatusBadRequest, "unsupported_grant_type", 70003, fmt.Sprintf("The grant type '%s' is not supported here: use client_credentials with the secret from meshaddon local arm-env.", grant))
 		return
 	case clientID != s.ID.ClientID:
-		oauthError(w, http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'.", clientID, s.ID.TenantID))
+		oauthError(w, r, http.StatusBadRequest, "unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'.", clientID, s.ID.TenantID))
 		return
 	case subtle.ConstantTimeCompare([]byte(secret), []byte(s.ID.ClientSecret)) != 1:
-		oauthError(w, http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Use the secret printed by meshaddon local up --arm (or meshaddon local arm-env).")
+		oauthError(w, r, http.StatusUnauthorized, "invalid_client", 7000215, "Invalid client secret provided. Use the secret printed by meshaddon local up --arm (or meshaddon local arm-env).")
 		return
 	}
-	scope := r.PostForm.Get("scope")
-	if !s.validScope(scope) {
-		oauthError(w, http.StatusBadRequest, "invalid_scope", 500011, fmt.Sprintf("The resource principal named %s was not found in the tenant. Ask for %s/.default.", strings.TrimSuffix(scope, "/.default"), s.ID.Audience()))
+	resource, ok := s.resource(r.PostForm)
+	if !ok {
+		oauthError(w, r, http.StatusBadRequest, "invalid_resource", 500011, fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant. You might have sent your authentication request to the wrong tenant. The local authority issues tokens for %s (scope <resource>/.default).",
+			resource, s.ID.TenantID, strings.Join(s.ID.ARMAudiences(), ", ")))
 		return
 	}
 	now := time.Now()
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"aud":   s.ID.Audience(),
+		"aud":   resource,
 		"iss":   s.ID.issuer(),
 		"iat":   now.Unix(),
 		"nbf":   now.Unix(),
@@ -104,7 +152,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 		"tid":   s.ID.TenantID,
 	}).SignedString(s.ID.SigningKey)
 	if err != nil {
-		oauthError(w, http.StatusInternalServerError, "server_error", 0, err.Error())
+		oauthError(w, r, http.StatusInternalServerError, "server_error", 0, err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -115,16 +163,22 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, tenant string) {
 	})
 }
 
-// validScope accepts the audience's .default scope, with or without a
-// trailing slash on the audience, as Entra ID does.
-func (s *Server) validScope(scope string) bool {
-	for _, sc := range strings.Fields(scope) {
-		aud := strings.TrimSuffix(strings.TrimSuffix(sc, "/.default"), "/")
-		if sc != aud && aud == s.ID.Audience() {
-			return true
+// resource is the audience a token request asks for: the resource of its
+// first <resource>/.default scope (a resource ending in a slash is asked as
+// "https://management.core.windows.net//.default"), or a v1 client's
+// resource. It reports whether the authority issues tokens for it.
+func (s *Server) resource(form url.Values) (string, bool) {
+	asked := form.Get("resource")
+	for _, sc := range strings.Fields(form.Get("scope")) {
+		if res, ok := strings.CutSuffix(sc, "/.default"); ok {
+			asked = res
+			break
+		}
+		if asked == "" {
+			asked = sc
 		}
 	}
-	return false
+	return asked, s.ID.knownAudience(asked)
 }
 
 // authenticate checks the request's bearer token and returns an ARM error
@@ -143,7 +197,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) *Error {
 	}
 	_, err := jwt.Parse(strings.TrimSpace(raw), func(*jwt.Token) (any, error) { return s.ID.SigningKey, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithAudience(s.ID.Audience()),
+		jwt.WithAudience(s.ID.validAudiences()...),
 		jwt.WithIssuer(s.ID.issuer()),
 		jwt.WithExpirationRequired())
 	if err == nil {
@@ -154,17 +208,26 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) *Error {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return &Error{Status: http.StatusUnauthorized, Code: "ExpiredAuthenticationToken", Message: "The access token expiry UTC time is earlier than current UTC time."}
 	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return &Error{Status: http.StatusUnauthorized, Code: "InvalidAuthenticationTokenAudience", Message: fmt.Sprintf("The access token has been obtained for wrong audience or resource. It should exactly match %s.", s.ID.Audience())}
+		return &Error{Status: http.StatusUnauthorized, Code: "InvalidAuthenticationTokenAudience", Message: fmt.Sprintf("The access token has been obtained for wrong audience or resource. It should exactly match one of %s.", strings.Join(s.ID.ARMAudiences(), ", "))}
 	}
 	return &Error{Status: http.StatusUnauthorized, Code: "InvalidAuthenticationToken", Message: "The access token is invalid: " + err.Error()}
 }
 
-// oauthError writes an error in the identity platform's shape.
-func oauthError(w http.ResponseWriter, status int, code string, aadsts int, description string) {
+// oauthError writes an error in the identity platform's shape: the OAuth
+// error and its AADSTS description, codes, time and trace and correlation
+// ids (the client's client-request-id when it sent one).
+func oauthError(w http.ResponseWriter, r *http.Request, status int, code string, aadsts int, description string) {
+	now := time.Now().UTC().Format("2006-01-02 15:04:05Z")
+	trace, correlation := uuid.NewString(), r.Header.Get("client-request-id")
+	if correlation == "" {
+		correlation = uuid.NewString()
+	}
 	body := map[string]any{
 		"error":             code,
-		"error_description": fmt.Sprintf("AADSTS%d: %s", aadsts, description),
-		"timestamp":         time.Now().UTC().Format("2006-01-02 15:04:05Z"),
+		"error_description": fmt.Sprintf("AADSTS%d: %s\r\nTrace ID: %s\r\nCorrelation ID: %s\r\nTimestamp: %s", aadsts, description, trace, correlation, now),
+		"timestamp":         now,
+		"trace_id":          trace,
+		"correlation_id":    correlation,
 	}
 	if aadsts != 0 {
 		body["error_codes"] = []int{aadsts}

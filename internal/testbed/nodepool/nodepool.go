@@ -35,6 +35,11 @@ const (
 // kwokAnnotation hands a node to the kwok controller.
 const kwokAnnotation = "kwok.x-k8s.io/node"
 
+// surgeForAnnotation names the node a surge node replaces, so that an
+// upgrade run again after an interruption (the local ARM endpoint resumes
+// its operations) takes that surge node instead of adding another.
+const surgeForAnnotation = "meshaddon.dev/surge-for"
+
 // Spec is one pool as asked for: NAME=VERSION:COUNT.
 type Spec struct {
 	Name    string `json:"name"`
@@ -311,17 +316,28 @@ func (m *Manager) Upgrade(ctx context.Context, pool, version string) error {
 		return fmt.Errorf("node pool %q is stopped; start it first with `meshaddon local nodepool start %s`", pool, pool)
 	}
 	next := nextIndex(pool, nodes)
+	surge := map[string]string{} // old node → its surge node, left by an interrupted run
+	for _, n := range nodes {
+		if old := n.Annotations[surgeForAnnotation]; old != "" && n.Status.NodeInfo.KubeletVersion == version {
+			surge[old] = n.Name
+		}
+	}
 	for _, old := range nodes {
 		if old.Status.NodeInfo.KubeletVersion == version {
 			continue
 		}
-		name := nodeName(pool, next)
-		next++
-		if _, err := m.Client.CoreV1().Nodes().Create(ctx, newNode(pool, name, version, false), metav1.CreateOptions{}); err != nil {
-			return fmt.Errorf("upgrade %s: create surge node %s: %w", pool, name, err)
-		}
-		if err := m.changed(ctx); err != nil {
-			return err
+		name := surge[old.Name]
+		if name == "" {
+			name = nodeName(pool, next)
+			next++
+			n := newNode(pool, name, version, false)
+			n.Annotations[surgeForAnnotation] = old.Name
+			if _, err := m.Client.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("upgrade %s: create surge node %s: %w", pool, name, err)
+			}
+			if err := m.changed(ctx); err != nil {
+				return err
+			}
 		}
 		if err := m.waitReady(ctx, []string{name}); err != nil {
 			return fmt.Errorf("upgrade %s: %w", pool, err)
