@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -136,12 +137,16 @@ func addNode(t *testing.T, name, pool, kubelet string, ready bool) {
 	t.Cleanup(func() { _ = cl.Delete(context.Background(), n) })
 }
 
+// otherIstiodEnv is istiod's env besides ENABLE_NATIVE_SIDECARS, which the
+// manager must leave as it is.
+var otherIstiodEnv = []corev1.EnvVar{{Name: "PILOT_TRACE_SAMPLING", Value: "1"}, {Name: "PILOT_ENABLE_STATUS", Value: "true"}}
+
 func addIstiod(t *testing.T, rev, env string) {
 	t.Helper()
 	labels := map[string]string{"app": "istiod", "istio.io/rev": rev}
-	c := corev1.Container{Name: "discovery", Image: "pilot"}
+	c := corev1.Container{Name: "discovery", Image: "pilot", Env: slices.Clone(otherIstiodEnv)}
 	if env != "unset" {
-		c.Env = []corev1.EnvVar{{Name: "PILOT_TRACE_SAMPLING", Value: "1"}, {Name: manager.NativeSidecarsEnv, Value: env}}
+		c.Env = slices.Insert(c.Env, 1, corev1.EnvVar{Name: manager.NativeSidecarsEnv, Value: env})
 	}
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: manager.IstiodDeployment(rev), Namespace: meshNS, Labels: labels},
@@ -354,11 +359,15 @@ func TestExistingClusterFollowsFeatureAndNodes(t *testing.T) {
 	waitEnv(t, "asm-1-27", "true", 5*time.Second)
 	waitCondition(t, v1alpha1.ConditionNativeSidecarsEnabled, metav1.ConditionTrue, "asm-1-27")
 	waitEvent(t, "NativeSidecarsEnabled", "istiod-asm-1-27")
-	// The untouched env of istiod is kept.
+	// The untouched env of istiod is kept, in its order, beside the value
+	// the manager added.
 	var d appsv1.Deployment
-	_ = cl.Get(context.Background(), client.ObjectKey{Namespace: meshNS, Name: "istiod-asm-1-27"}, &d)
-	if len(d.Spec.Template.Spec.Containers[0].Env) != 0 && d.Spec.Template.Spec.Containers[0].Env[0].Name == "PILOT_TRACE_SAMPLING" {
-		t.Errorf("the manager rewrote other env: %+v", d.Spec.Template.Spec.Containers[0].Env)
+	if err := cl.Get(context.Background(), client.ObjectKey{Namespace: meshNS, Name: "istiod-asm-1-27"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	want := append(slices.Clone(otherIstiodEnv), corev1.EnvVar{Name: manager.NativeSidecarsEnv, Value: "true"})
+	if got := d.Spec.Template.Spec.Containers[0].Env; !equality.Semantic.DeepEqual(got, want) {
+		t.Errorf("istiod's env after the manager's writes: %+v, want %+v", got, want)
 	}
 
 	// An old node joins: back to classic quickly, with a warning naming it.
