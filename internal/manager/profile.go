@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -96,6 +97,7 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	var decisions []meshversion.Decision
 	var revStatus []v1alpha1.RevisionStatus
 	var problems []string
+	var writeErr error
 	for _, rev := range revisions {
 		d := meshversion.Decide(r.Policy, facts, rev)
 		decisions = append(decisions, d)
@@ -109,14 +111,18 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 			continue
 		}
 		rs.Deployment = dep.Name
-		value, err := r.ensureEnv(ctx, &profile, dep, d, prev)
+		rs.EnableNativeSidecars = d.Injection.EnvValue()
+		has, err := r.ensureEnv(ctx, &profile, dep, d, prev)
 		if err != nil {
 			if apierrors.IsConflict(err) {
 				return ctrl.Result{Requeue: true}, nil
 			}
-			problems = append(problems, fmt.Sprintf("cannot update %s: %v", dep.Name, err))
+			// Status says what istiod has, apart from the decision, and
+			// why the write failed; the error below retries it.
+			problems = append(problems, fmt.Sprintf("cannot set %s=%s on %s/%s (it has %s): %v", NativeSidecarsEnv, rs.EnableNativeSidecars, dep.Namespace, dep.Name, has, err))
+			writeErr = errors.Join(writeErr, fmt.Errorf("write %s on %s: %w", NativeSidecarsEnv, dep.Name, err))
 		}
-		rs.EnableNativeSidecars = value
+		rs.IstiodEnableNativeSidecars = has
 		r.warnAboutNodes(&profile, prev, d)
 		revStatus = append(revStatus, rs)
 	}
@@ -141,7 +147,9 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	if len(problems) > 0 {
 		log.FromContext(ctx).Info("not reconciled", "problems", problems)
 	}
-	return ctrl.Result{}, nil
+	// A refused write is retried with backoff; a missing istiod is not:
+	// the Deployment watch brings it back here when it appears.
+	return ctrl.Result{}, writeErr
 }
 
 // facts reads what the decision needs; nodes come from the slim cache.
@@ -208,29 +216,31 @@ func (r *ProfileReconciler) istiods(ctx context.Context) (map[string]*appsv1.Dep
 }
 
 // ensureEnv writes ENABLE_NATIVE_SIDECARS on istiod's container when it
-// differs from the decision, and returns the value istiod now has.
+// differs from the decision, and returns the value istiod has after it:
+// the decision's once written, what it had before when the write failed
+// ("unset" when absent).
 func (r *ProfileReconciler) ensureEnv(ctx context.Context, profile *v1alpha1.MeshProfile, dep *appsv1.Deployment, d meshversion.Decision, prev *v1alpha1.RevisionStatus) (string, error) {
 	want := d.Injection.EnvValue()
 	idx := containerIndex(dep)
 	if idx < 0 {
-		return "", fmt.Errorf("it has no %q container", IstiodContainer)
+		return "unset", fmt.Errorf("it has no %q container", IstiodContainer)
 	}
 	current, present := envValue(dep.Spec.Template.Spec.Containers[idx].Env)
 	if present && current == want {
 		return current, nil
 	}
-	patched := dep.DeepCopy()
-	setEnv(&patched.Spec.Template.Spec.Containers[idx], want)
-	if err := r.Patch(ctx, patched, client.StrategicMergeFrom(dep, client.MergeFromWithOptimisticLock{})); err != nil {
-		return current, err
-	}
 	shown := current
 	if !present {
 		shown = "unset"
 	}
+	patched := dep.DeepCopy()
+	setEnv(&patched.Spec.Template.Spec.Containers[idx], want)
+	if err := r.Patch(ctx, patched, client.StrategicMergeFrom(dep, client.MergeFromWithOptimisticLock{})); err != nil {
+		return shown, err
+	}
 	// Drift: the decision did not change, yet istiod no longer has the value
-	// written last time, so someone edited it by hand.
-	if prev != nil && prev.Mode == string(d.Injection) && prev.EnableNativeSidecars == want {
+	// it had last time, so someone edited it by hand.
+	if prev != nil && prev.Mode == string(d.Injection) && prev.IstiodEnableNativeSidecars == want {
 		envWritesTotal.WithLabelValues("drift").Inc()
 		r.Recorder.Eventf(profile, corev1.EventTypeWarning, "DriftReverted",
 			"%s on %s/%s was changed to %s outside the add-on; set back to %s (the add-on owns this setting: change spec.nativeSidecarMode instead)",
