@@ -77,9 +77,15 @@ type RevisionStatus struct {
 	// Deployment is the istiod Deployment the decision was written to.
 	// +optional
 	Deployment string `json:"deployment,omitempty"`
-	// EnableNativeSidecars is the ENABLE_NATIVE_SIDECARS value istiod runs with.
+	// EnableNativeSidecars is the ENABLE_NATIVE_SIDECARS value decided for
+	// istiod: "true" for native, "false" for classic.
 	// +optional
 	EnableNativeSidecars string `json:"enableNativeSidecars,omitempty"`
+	// IstiodEnableNativeSidecars is the value istiod's Deployment has ("unset"
+	// when absent): the decided one once the manager wrote it; when they
+	// differ the write failed and Reconciled is False saying why.
+	// +optional
+	IstiodEnableNativeSidecars string `json:"istiodEnableNativeSidecars,omitempty"`
 }
 
 // MeshProfileStatus is what the manager observed and did.

@@ -6,6 +6,7 @@ package manager
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -23,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
@@ -41,6 +43,13 @@ type Options struct {
 	// MetricsAddr and ProbeAddr are listen addresses; "0" turns one off.
 	MetricsAddr string
 	ProbeAddr   string
+	// MetricsSecure serves metrics over HTTPS to clients whose bearer token
+	// the API server authenticates and allows GET /metrics; else plain HTTP
+	// to anyone who can connect.
+	MetricsSecure bool
+	// MetricsCertDir holds the metrics server's tls.crt and tls.key; without
+	// them it uses a self-signed certificate.
+	MetricsCertDir string
 	// PprofAddr serves Go's profiles; "" or "0" turns them off.
 	PprofAddr string
 	// LeaderElection makes one of several instances the only writer.
@@ -48,6 +57,11 @@ type Options struct {
 	LeaderElectionNamespace string
 	LeaseDuration           time.Duration
 }
+
+// The metrics server asks the API server who a scraper is and whether it
+// may read /metrics (the meshaddon-metrics-reader ClusterRole grants that).
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 
 // LeaderElectionID names the lease all instances compete for.
 const LeaderElectionID = "meshaddon-manager.meshaddon.dev"
@@ -60,9 +74,19 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}
 	renew := o.LeaseDuration * 2 / 3
 	retry := o.LeaseDuration / 5
+	metrics := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if o.MetricsSecure {
+		metrics.SecureServing = true
+		metrics.CertDir = o.MetricsCertDir
+		// TokenReview and SubjectAccessReview with the API server, cached.
+		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+		// HTTP/1.1 only, as controller-runtime's scaffold does: HTTP/2's
+		// stream cancellation and rapid reset attacks need no credentials.
+		metrics.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
 	mopts := ctrl.Options{
 		Scheme:                  kube.Scheme,
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                 metrics,
 		HealthProbeBindAddress:  o.ProbeAddr,
 		PprofBindAddress:        o.PprofAddr,
 		LeaderElection:          o.LeaderElection,

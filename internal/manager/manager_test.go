@@ -2,16 +2,19 @@ package manager_test
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -35,6 +38,7 @@ import (
 	"github.com/meshaddon/meshaddon/internal/kube"
 	"github.com/meshaddon/meshaddon/internal/manager"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
+	"github.com/meshaddon/meshaddon/internal/platform"
 	"github.com/meshaddon/meshaddon/internal/testbed/cache"
 )
 
@@ -137,12 +141,16 @@ func addNode(t *testing.T, name, pool, kubelet string, ready bool) {
 	t.Cleanup(func() { _ = cl.Delete(context.Background(), n) })
 }
 
+// otherIstiodEnv is istiod's env besides ENABLE_NATIVE_SIDECARS, which the
+// manager must leave as it is.
+var otherIstiodEnv = []corev1.EnvVar{{Name: "PILOT_TRACE_SAMPLING", Value: "1"}, {Name: "PILOT_ENABLE_STATUS", Value: "true"}}
+
 func addIstiod(t *testing.T, rev, env string) {
 	t.Helper()
 	labels := map[string]string{"app": "istiod", "istio.io/rev": rev}
-	c := corev1.Container{Name: "discovery", Image: "pilot"}
+	c := corev1.Container{Name: "discovery", Image: "pilot", Env: slices.Clone(otherIstiodEnv)}
 	if env != "unset" {
-		c.Env = []corev1.EnvVar{{Name: "PILOT_TRACE_SAMPLING", Value: "1"}, {Name: istiod.NativeSidecarsEnv, Value: env}}
+		c.Env = slices.Insert(c.Env, 1, corev1.EnvVar{Name: istiod.NativeSidecarsEnv, Value: env})
 	}
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: manager.IstiodDeployment(rev), Namespace: meshNS, Labels: labels},
@@ -355,11 +363,15 @@ func TestExistingClusterFollowsFeatureAndNodes(t *testing.T) {
 	waitEnv(t, "asm-1-27", "true", 5*time.Second)
 	waitCondition(t, v1alpha1.ConditionNativeSidecarsEnabled, metav1.ConditionTrue, "asm-1-27")
 	waitEvent(t, "NativeSidecarsEnabled", "istiod-asm-1-27")
-	// The untouched env of istiod is kept.
+	// The untouched env of istiod is kept, in its order, beside the value
+	// the manager added.
 	var d appsv1.Deployment
-	_ = cl.Get(context.Background(), client.ObjectKey{Namespace: meshNS, Name: "istiod-asm-1-27"}, &d)
-	if len(d.Spec.Template.Spec.Containers[0].Env) != 0 && d.Spec.Template.Spec.Containers[0].Env[0].Name == "PILOT_TRACE_SAMPLING" {
-		t.Errorf("the manager rewrote other env: %+v", d.Spec.Template.Spec.Containers[0].Env)
+	if err := cl.Get(context.Background(), client.ObjectKey{Namespace: meshNS, Name: "istiod-asm-1-27"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	want := append(slices.Clone(otherIstiodEnv), corev1.EnvVar{Name: istiod.NativeSidecarsEnv, Value: "true"})
+	if got := d.Spec.Template.Spec.Containers[0].Env; !equality.Semantic.DeepEqual(got, want) {
+		t.Errorf("istiod's env after the manager's writes: %+v, want %+v", got, want)
 	}
 
 	// An old node joins: back to classic quickly, with a warning naming it.
@@ -449,6 +461,97 @@ func TestNewClusterQualifiesAndDriftIsReverted(t *testing.T) {
 	waitEnv(t, "asm-1-26", "true", 2*time.Second)
 	t.Logf("hand edit reverted in %s", time.Since(edited).Round(time.Millisecond))
 	waitEvent(t, "DriftReverted", "was changed to false outside the add-on")
+}
+
+// freezeIstiod installs a ValidatingAdmissionPolicy that refuses every
+// update of the istiod Deployments, saying msg, and waits until the API
+// server enforces it. The returned func removes it.
+func freezeIstiod(t *testing.T, msg string) (unfreeze func()) {
+	t.Helper()
+	ctx := context.Background()
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "freeze-istiod"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: "!(object.metadata.namespace == '" + meshNS + "' && object.metadata.name.startsWith('istiod-'))",
+				Message:    msg,
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "freeze-istiod"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policy.Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	for _, o := range []client.Object{policy, binding} {
+		if err := cl.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unfreeze = func() {
+		_ = cl.Delete(ctx, binding)
+		_ = cl.Delete(ctx, policy)
+	}
+	t.Cleanup(unfreeze)
+	// The API server loads policies asynchronously: probe with a dry run.
+	probe := "istiod-freeze-probe"
+	addIstiod(t, probe, "unset")
+	eventually(t, 10*time.Second, "the policy refuses istiod updates", func() (bool, string) {
+		var d appsv1.Deployment
+		if err := cl.Get(ctx, client.ObjectKey{Namespace: meshNS, Name: manager.IstiodDeployment(probe)}, &d); err != nil {
+			return false, err.Error()
+		}
+		d.Spec.Template.Annotations = map[string]string{"probe": time.Now().String()}
+		err := cl.Update(ctx, &d, client.DryRunAll)
+		return err != nil && strings.Contains(err.Error(), msg), fmt.Sprint(err)
+	})
+	return unfreeze
+}
+
+// When the API server refuses the manager's write, status keeps the
+// decision apart from what istiod has, says why Reconciled is False, a
+// forced reconcile fails naming it, and the manager retries on its own.
+func TestRefusedWriteIsNotReconciled(t *testing.T) {
+	const frozen = "istiod is frozen for maintenance"
+	addNode(t, "aks-system-vmss000000", "system", "v1.34.4", true)
+	addIstiod(t, "asm-1-27", "false")
+	unfreeze := freezeIstiod(t, frozen)
+	addProfile(t, v1alpha1.MeshProfileSpec{Revisions: []string{"asm-1-27"}, NativeSidecarMode: "Enabled"})
+
+	c := waitCondition(t, v1alpha1.ConditionReconciled, metav1.ConditionFalse, frozen)
+	if !strings.Contains(c.Message, "istiod-asm-1-27") || !strings.Contains(c.Message, istiod.NativeSidecarsEnv+"=true") {
+		t.Errorf("Reconciled does not name the Deployment and the value: %s", c.Message)
+	}
+	rs := profile(t).Status.Revisions
+	if len(rs) != 1 || rs[0].Mode != "native" || rs[0].EnableNativeSidecars != "true" || rs[0].IstiodEnableNativeSidecars != "false" {
+		t.Errorf("revision status: %+v, want native decided (true) apart from istiod's false", rs)
+	}
+	if got := istiodEnv(t, "asm-1-27"); got != "false" {
+		t.Fatalf("istiod has %s through the policy", got)
+	}
+	_, err := platform.Reconcile(context.Background(), cl, meshNS, 10*time.Second)
+	var nr *platform.NotReconciledError
+	if !errors.As(err, &nr) || !strings.Contains(err.Error(), frozen) || !strings.Contains(err.Error(), "istiod-asm-1-27") {
+		t.Errorf("forced reconcile with the write refused: %v, want a NotReconciledError naming istiod and the refusal", err)
+	}
+
+	// Once the API server accepts the write, the manager's retry makes it.
+	unfreeze()
+	waitEnv(t, "asm-1-27", "true", 30*time.Second)
+	waitCondition(t, v1alpha1.ConditionReconciled, metav1.ConditionTrue, "")
+	rs = profile(t).Status.Revisions
+	if len(rs) != 1 || rs[0].EnableNativeSidecars != "true" || rs[0].IstiodEnableNativeSidecars != "true" {
+		t.Errorf("revision status after the write: %+v", rs)
+	}
 }
 
 func TestMissingIstiodIsReported(t *testing.T) {

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -90,6 +91,7 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	var decisions []meshversion.Decision
 	var revStatus []v1alpha1.RevisionStatus
 	var problems []string
+	var writeErr error
 	for _, rev := range revisions {
 		d := meshversion.Decide(r.Policy, facts, rev)
 		decisions = append(decisions, d)
@@ -103,14 +105,18 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 			continue
 		}
 		rs.Deployment = dep.Name
-		value, err := r.ensureEnv(ctx, &profile, dep, d, prev)
+		rs.EnableNativeSidecars = d.Injection.EnvValue()
+		has, err := r.ensureEnv(ctx, &profile, dep, d, prev)
 		if err != nil {
 			if apierrors.IsConflict(err) {
 				return ctrl.Result{Requeue: true}, nil
 			}
-			problems = append(problems, fmt.Sprintf("cannot update %s: %v", dep.Name, err))
+			// Status says what istiod has, apart from the decision, and
+			// why the write failed; the error below retries it.
+			problems = append(problems, fmt.Sprintf("cannot set %s=%s on %s/%s (it has %s): %v", istiod.NativeSidecarsEnv, rs.EnableNativeSidecars, dep.Namespace, dep.Name, has, err))
+			writeErr = errors.Join(writeErr, fmt.Errorf("write %s on %s: %w", istiod.NativeSidecarsEnv, dep.Name, err))
 		}
-		rs.EnableNativeSidecars = value
+		rs.IstiodEnableNativeSidecars = has
 		r.warnAboutNodes(&profile, prev, d)
 		revStatus = append(revStatus, rs)
 	}
@@ -135,7 +141,9 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	if len(problems) > 0 {
 		log.FromContext(ctx).Info("not reconciled", "problems", problems)
 	}
-	return ctrl.Result{}, nil
+	// A refused write is retried with backoff; a missing istiod is not:
+	// the Deployment watch brings it back here when it appears.
+	return ctrl.Result{}, writeErr
 }
 
 // facts reads what the decision needs; nodes come from the slim cache.
@@ -202,12 +210,14 @@ func (r *ProfileReconciler) istiods(ctx context.Context) (map[string]*appsv1.Dep
 }
 
 // ensureEnv writes ENABLE_NATIVE_SIDECARS on istiod's container when it
-// differs from the decision, and returns the value istiod now has.
+// differs from the decision, and returns the value istiod has after it:
+// the decision's once written, what it had before when the write failed
+// ("unset" when absent).
 func (r *ProfileReconciler) ensureEnv(ctx context.Context, profile *v1alpha1.MeshProfile, dep *appsv1.Deployment, d meshversion.Decision, prev *v1alpha1.RevisionStatus) (string, error) {
 	want := d.Injection.EnvValue()
 	have := istiod.NativeSidecars(dep)
 	if have.NoContainer {
-		return "", fmt.Errorf("it has no %q container", istiod.Container)
+		return have.String(), fmt.Errorf("it has no %q container", istiod.Container)
 	}
 	current := have.String()
 	if have.Known() && have.Present && have.Value == want {
@@ -220,14 +230,13 @@ func (r *ProfileReconciler) ensureEnv(ctx context.Context, profile *v1alpha1.Mes
 	if err := r.Patch(ctx, patched, client.MergeFromWithOptions(dep, client.MergeFromWithOptimisticLock{})); err != nil {
 		return current, err
 	}
-	shown := current
 	// Drift: the decision did not change, yet istiod no longer has the value
-	// written last time, so someone edited it by hand.
-	if prev != nil && prev.Mode == string(d.Injection) && prev.EnableNativeSidecars == want {
+	// it had last time, so someone edited it by hand.
+	if prev != nil && prev.Mode == string(d.Injection) && prev.IstiodEnableNativeSidecars == want {
 		envWritesTotal.WithLabelValues("drift").Inc()
 		r.Recorder.Eventf(profile, corev1.EventTypeWarning, "DriftReverted",
 			"%s on %s/%s was changed to %s outside the add-on; set back to %s (the add-on owns this setting: change spec.nativeSidecarMode instead)",
-			istiod.NativeSidecarsEnv, dep.Namespace, dep.Name, shown, want)
+			istiod.NativeSidecarsEnv, dep.Namespace, dep.Name, current, want)
 	} else {
 		envWritesTotal.WithLabelValues("decision").Inc()
 		reason := "NativeSidecarsDisabled"
@@ -235,7 +244,7 @@ func (r *ProfileReconciler) ensureEnv(ctx context.Context, profile *v1alpha1.Mes
 			reason = "NativeSidecarsEnabled"
 		}
 		r.Recorder.Eventf(profile, corev1.EventTypeNormal, reason, "%s %s=%s (was %s): %s",
-			dep.Name, istiod.NativeSidecarsEnv, want, shown, d.Message)
+			dep.Name, istiod.NativeSidecarsEnv, want, current, d.Message)
 	}
 	return want, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -68,6 +69,14 @@ func Reconcile(ctx context.Context, cl client.Client, meshNamespace string, time
 			if rs.Deployment == "" {
 				continue
 			}
+			if rs.IstiodEnableNativeSidecars != rs.EnableNativeSidecars {
+				// The manager handled the request but could not write istiod.
+				why := fmt.Sprintf("%s has %s=%s, not the decided %s", rs.Deployment, istiod.NativeSidecarsEnv, rs.IstiodEnableNativeSidecars, rs.EnableNativeSidecars)
+				if c := meta.FindStatusCondition(profile.Status.Conditions, v1alpha1.ConditionReconciled); c != nil && c.Status != metav1.ConditionTrue {
+					why = c.Message // names the Deployment, the value and the API server's answer
+				}
+				return false, &NotReconciledError{msg: "not reconciled: " + why + " (fix what refuses the write, then reconcile again)"}
+			}
 			var dep appsv1.Deployment
 			if err := cl.Get(ctx, client.ObjectKey{Namespace: meshNamespace, Name: rs.Deployment}, &dep); err != nil {
 				waiting = fmt.Sprintf("%s: %v", rs.Deployment, err)
@@ -96,6 +105,12 @@ func Reconcile(ctx context.Context, cl client.Client, meshNamespace string, time
 	}
 	return &Reconciled{Before: before, Profile: &profile}, nil
 }
+
+// NotReconciledError is a forced reconcile the add-on manager handled but
+// could not carry out: it could not write an istiod Deployment.
+type NotReconciledError struct{ msg string }
+
+func (e *NotReconciledError) Error() string { return e.msg }
 
 // IstiodEnvs maps each istiod Deployment in ns to its ENABLE_NATIVE_SIDECARS.
 func IstiodEnvs(ctx context.Context, cl client.Client, ns string) (map[string]string, error) {

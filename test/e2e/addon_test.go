@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -211,7 +213,7 @@ func TestAddon(t *testing.T) {
 		checkPodsMode(t, kc, "shop", "web", false)
 	})
 
-	t.Run("the manager serves readiness and Prometheus metrics on loopback", func(t *testing.T) {
+	t.Run("the manager serves readiness on loopback, and metrics over HTTPS only to authorized scrapers", func(t *testing.T) {
 		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", managerPID(t, addonCluster)))
 		if err != nil {
 			t.Fatal(err)
@@ -235,7 +237,73 @@ func TestAddon(t *testing.T) {
 		}
 		get(flags["--health-probe-bind-address"], "/readyz")
 		get(flags["--health-probe-bind-address"], "/healthz")
-		metrics := get(flags["--metrics-bind-address"], "/metrics")
+
+		addr := flags["--metrics-bind-address"]
+		if !strings.HasPrefix(addr, "127.0.0.1:") {
+			t.Errorf("metrics bound to %q, want loopback", addr)
+		}
+		// The metrics server makes its self-signed certificate (two RSA
+		// keys) while the manager reconciles: it may listen a little later.
+		waitFor(t, 30*time.Second, "the metrics server listens", func(ctx context.Context) (bool, string) {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return false, err.Error()
+			}
+			c.Close()
+			return true, ""
+		})
+		// The certificate is the manager's own self-signed one: the scrape
+		// skips verifying it, as a Prometheus without the CA would; what is
+		// checked here is who may read.
+		hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		scrape := func(token string) (int, string) {
+			t.Helper()
+			req, err := http.NewRequest(http.MethodGet, "https://"+addr+"/metrics", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatalf("scrape: %v", err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(body)
+		}
+		if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				t.Errorf("metrics served over plain HTTP: %s", body)
+			}
+		}
+		if code, body := scrape(""); code != http.StatusUnauthorized {
+			t.Errorf("an unauthenticated scrape got %d, want 401: %.200s", code, body)
+		}
+		// controller-runtime's filter answers 500 when the TokenReview
+		// reports an error, as it does for a malformed token: refused too.
+		if code, body := scrape("not-a-token"); code == http.StatusOK {
+			t.Errorf("a scrape with a bad token was served: %.200s", body)
+		}
+		// Two service accounts: one bound to config/'s metrics-reader role.
+		kubectl := func(args ...string) string {
+			t.Helper()
+			return strings.TrimSpace(mustMeshaddon(t, append([]string{"local", "kubectl", "--name", addonCluster, "--"}, args...)...).stdout)
+		}
+		kubectl("apply", "-f", "../../config/rbac/metrics_reader_role.yaml")
+		kubectl("create", "serviceaccount", "scraper", "-n", "meshaddon-system")
+		kubectl("create", "serviceaccount", "stranger", "-n", "meshaddon-system")
+		kubectl("create", "clusterrolebinding", "meshaddon-scraper", "--clusterrole=meshaddon-metrics-reader", "--serviceaccount=meshaddon-system:scraper")
+		if code, body := scrape(kubectl("create", "token", "stranger", "-n", "meshaddon-system")); code != http.StatusForbidden {
+			t.Errorf("a scrape by a service account without the role got %d, want 403: %.200s", code, body)
+		}
+		code, metrics := scrape(kubectl("create", "token", "scraper", "-n", "meshaddon-system"))
+		if code != http.StatusOK {
+			t.Fatalf("a scrape by the metrics reader got %d: %.200s", code, metrics)
+		}
 		for _, want := range []string{`meshaddon_revision_native_sidecars{revision="asm-1-27"} 0`, `meshaddon_profile_reconciles_total{result="success"}`, "controller_runtime_reconcile_total"} {
 			if !strings.Contains(metrics, want) {
 				t.Errorf("metrics lack %q", want)
@@ -386,12 +454,25 @@ func TestAddon(t *testing.T) {
 			{[]string{"get", "secrets", "-n", "shop"}, "no"},
 			{[]string{"update", "nodes"}, "no"},
 			{[]string{"update", "meshprofiles.meshaddon.dev"}, "no"},
+			// The metrics server checks scrapers with the API server.
+			{[]string{"create", "tokenreviews.authentication.k8s.io"}, "yes"},
+			{[]string{"create", "subjectaccessreviews.authorization.k8s.io"}, "yes"},
+			// Events: about the profile in default, leader election's on
+			// the lease in meshaddon-system, nowhere else.
+			{[]string{"create", "events", "-n", "default"}, "yes"},
+			{[]string{"create", "events", "-n", "meshaddon-system"}, "yes"},
+			{[]string{"create", "events", "-n", "shop"}, "no"},
 		} {
 			args := append([]string{"local", "kubectl", "--name", addonCluster, "--", "auth", "can-i", "--as", managerSA}, c.args...)
 			r := meshaddon(t, args...)
 			if got := strings.TrimSpace(r.stdout); got != c.want {
 				t.Errorf("can-i %v: %q, want %q (%s)", c.args, got, c.want, r.stderr)
 			}
+		}
+		// The manager does write leader election's events there.
+		evs, err := kc.CoreV1().Events("meshaddon-system").List(ctx, metav1.ListOptions{FieldSelector: "reason=LeaderElection"})
+		if err != nil || len(evs.Items) == 0 {
+			t.Errorf("no LeaderElection event in meshaddon-system (%v): the Role's events right there would be unused", err)
 		}
 	})
 

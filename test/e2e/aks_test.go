@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -17,6 +18,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/containerservice/armcontainerservice/v8"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -260,6 +263,46 @@ func TestAKSProvider(t *testing.T) {
 		}
 	})
 
+	t.Run("a refused write of istiod fails reconcile, locally and through ARM, until it is allowed", func(t *testing.T) {
+		const frozen = "aks-istio-system is frozen for maintenance"
+		cl := ctrlClientFor(t, cluster)
+		unfreeze := freezeIstiod(t, cl, frozen)
+		// Disabled needs istiod written false; the API server refuses it.
+		setMode(t, cl, "Disabled")
+		waitConditionE2E(t, cl, v1alpha1.ConditionReconciled, metav1.ConditionFalse, "istiod-asm-1-27", frozen)
+		r := meshaddon(t, "reconcile", "--timeout", "1m", "--kubeconfig", kcfg)
+		if r.code != 1 || !strings.Contains(r.stderr, "istiod-asm-1-27") || !strings.Contains(r.stderr, frozen) {
+			t.Errorf("reconcile with the write refused: want exit 1 naming istiod and the refusal: %s", r)
+		}
+		// The managed cluster's PUT: its long-running operation ends Failed
+		// with ARM's error code and the refusal as its message.
+		r = aks("reconcile")
+		if r.code != 1 || !strings.Contains(r.stderr, "ReconcileFailed") || !strings.Contains(r.stderr, frozen) {
+			t.Errorf("reconcile --provider aks with the write refused: want exit 1 with ReconcileFailed and the refusal: %s", r)
+		}
+		if got := istiodEnvByDocument(t, cluster); !slices.Equal(got, []string{"true"}) {
+			t.Errorf("istiod has %v through the policy, want [true]", got)
+		}
+
+		unfreeze()
+		r = meshaddon(t, "reconcile", "--timeout", "1m", "--kubeconfig", kcfg)
+		// The manager retries on its own too, so the write may be made by
+		// the time reconcile runs: it reports either way.
+		if r.code != 0 || (!strings.Contains(r.stdout, "asm-1-27: now classic sidecars (ENABLE_NATIVE_SIDECARS true → false") &&
+			!strings.Contains(r.stdout, "asm-1-27: classic sidecars, unchanged (ENABLE_NATIVE_SIDECARS=false)")) {
+			t.Errorf("reconcile once the write is allowed: %s", r)
+		}
+		if r := aks("reconcile"); r.code != 0 {
+			t.Errorf("reconcile --provider aks once the write is allowed: %s", r)
+		}
+		if got := istiodEnvByDocument(t, cluster); !slices.Equal(got, []string{"false"}) {
+			t.Errorf("the document's check after Disabled: %v, want [false]", got)
+		}
+		waitConditionE2E(t, cl, v1alpha1.ConditionReconciled, metav1.ConditionTrue)
+		setMode(t, cl, "Auto")
+		waitEnvByDocument(t, cluster, "true", 30*time.Second)
+	})
+
 	t.Run("a failed update shows the operation's error", func(t *testing.T) {
 		// Without its MeshProfile the platform cannot reconcile the mesh:
 		// the PUT is accepted, its long-running operation fails.
@@ -292,4 +335,70 @@ func TestAKSProvider(t *testing.T) {
 			})
 		}
 	})
+}
+
+// freezeIstiod installs a ValidatingAdmissionPolicy refusing every update
+// of the istiod Deployments with msg, as a cluster's own policy might, and
+// waits until the API server enforces it. unfreeze removes it and waits
+// until updates pass again.
+func freezeIstiod(t *testing.T, cl client.Client, msg string) (unfreeze func()) {
+	t.Helper()
+	ctx := context.Background()
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "freeze-istiod"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: to.Ptr(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: "!(object.metadata.namespace == '" + istioNS + "' && object.metadata.name.startsWith('istiod-'))",
+				Message:    msg,
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "freeze-istiod"},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        policy.Name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+		},
+	}
+	for _, o := range []client.Object{policy, binding} {
+		if err := cl.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A dry-run update of istiod tells whether the API server enforces it.
+	probe := func(ctx context.Context) error {
+		var list appsv1.DeploymentList
+		if err := cl.List(ctx, &list, client.InNamespace(istioNS), client.MatchingLabels{"app": "istiod"}); err != nil || len(list.Items) == 0 {
+			return fmt.Errorf("list istiod: %v (%d found)", err, len(list.Items))
+		}
+		d := &list.Items[0]
+		d.Spec.Template.Annotations = map[string]string{"meshaddon.dev/probe": time.Now().String()}
+		return cl.Update(ctx, d, client.DryRunAll)
+	}
+	waitFor(t, 30*time.Second, "the policy refuses istiod updates", func(ctx context.Context) (bool, string) {
+		err := probe(ctx)
+		return err != nil && strings.Contains(err.Error(), msg), fmt.Sprint(err)
+	})
+	done := false
+	unfreeze = func() {
+		if done {
+			return
+		}
+		done = true
+		_ = cl.Delete(ctx, binding)
+		_ = cl.Delete(ctx, policy)
+		waitFor(t, 30*time.Second, "istiod updates pass again", func(ctx context.Context) (bool, string) {
+			err := probe(ctx)
+			return err == nil, fmt.Sprint(err)
+		})
+	}
+	t.Cleanup(unfreeze)
+	return unfreeze
 }

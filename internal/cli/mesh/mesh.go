@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
@@ -139,30 +140,44 @@ func change(ctx context.Context, flags *genericclioptions.ConfigFlags, streams g
 	if err != nil {
 		return exitcode.Wrap(exitcode.Usage, err)
 	}
-	p, err := getProfile(ctx, c.Client)
-	if errors.Is(err, errNoProfile) && create {
-		p = &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.MeshProfileName}}
-		msg, err := edit(p)
-		if err != nil {
-			return err
-		}
-		if err := c.Client.Create(ctx, p); err != nil {
-			return fmt.Errorf("create the MeshProfile: %w", err)
-		}
-		fmt.Fprintln(streams.Out, msg)
-		return nil
-	}
+	msg, err := Edit(ctx, c.Client, edit, create)
 	if err != nil {
 		return err
-	}
-	patch := client.MergeFromWithOptions(p.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	msg, err := edit(p)
-	if err != nil {
-		return err
-	}
-	if err := c.Client.Patch(ctx, p, patch); err != nil {
-		return fmt.Errorf("update the MeshProfile: %w", err)
 	}
 	fmt.Fprintln(streams.Out, msg)
 	return nil
+}
+
+// Edit reads the MeshProfile, applies edit and writes it back, again from
+// a fresh read when the write conflicts: the manager writes the profile's
+// status all the time (the census, up to once a second), and each write
+// changes the resourceVersion the optimistic lock holds. With create, a
+// missing profile is created.
+func Edit(ctx context.Context, cl client.Client, edit func(*v1alpha1.MeshProfile) (string, error), create bool) (string, error) {
+	var msg string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p, err := getProfile(ctx, cl)
+		if errors.Is(err, errNoProfile) && create {
+			p = &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.MeshProfileName}}
+			if msg, err = edit(p); err != nil {
+				return err
+			}
+			if err := cl.Create(ctx, p); err != nil {
+				return fmt.Errorf("create the MeshProfile: %w", err)
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		patch := client.MergeFromWithOptions(p.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		if msg, err = edit(p); err != nil {
+			return err
+		}
+		if err := cl.Patch(ctx, p, patch); err != nil {
+			return fmt.Errorf("update the MeshProfile: %w", err)
+		}
+		return nil
+	})
+	return msg, err
 }
