@@ -67,7 +67,9 @@ func createDaemonSet(t *testing.T, kc kubernetes.Interface, ns, name string) {
 
 func createJob(t *testing.T, kc kubernetes.Interface, ns, name string) {
 	t.Helper()
-	tpl := podTemplate(name, nil)
+	// On the system pool: a later step upgrades the old pool, whose drain
+	// would move the Job's pod (and leave a bare pod gone).
+	tpl := podTemplate(name, map[string]string{nodepool.PoolLabel: systemPool})
 	tpl.Spec.RestartPolicy = corev1.RestartPolicyNever
 	j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: batchv1.JobSpec{Template: tpl}}
 	if _, err := kc.BatchV1().Jobs(ns).Create(context.Background(), j, metav1.CreateOptions{}); err != nil {
@@ -176,7 +178,7 @@ func TestMigrate(t *testing.T) {
 	createStatefulSet(t, kc, "shop", "db-a")
 	createStatefulSet(t, kc, "shop", "db-b")
 	createDaemonSet(t, kc, "shop", "agent")
-	createPod(t, kc, "shop", "bare", "", nil)
+	createPod(t, kc, "shop", "bare", poolNodes(t, kc, systemPool)[0], nil)
 	createJob(t, kc, "shop", "report")
 	for i := 0; i < 8; i++ {
 		createDeployment(t, kc, "batch", fmt.Sprintf("worker-%d", i), 1, onSystem, nil)
