@@ -40,8 +40,46 @@ type Env struct {
 	// ListPods counts pods by listing them even when the add-on manager
 	// keeps a census.
 	ListPods bool
+	// Wait is how long precheck waits on what can pass by itself: a
+	// transient check's failure (Check.Transient) and a census that has
+	// not caught up with the pods yet. Zero: nothing is waited on.
+	Wait time.Duration
+	// Waiting, when set, is told what is waited on, and how long at most.
+	Waiting func(check, failure string, left time.Duration)
 
-	once sync.Map // name → *onceValue
+	deadline time.Time
+	waitOnce sync.Once
+	once     sync.Map // name → *onceValue
+}
+
+// startWait starts the clock of Wait (at the first call).
+func (e *Env) startWait() {
+	e.waitOnce.Do(func() { e.deadline = time.Now().Add(e.Wait) })
+}
+
+// waitLeft is what is left of Wait.
+func (e *Env) waitLeft() time.Duration {
+	e.startWait()
+	return time.Until(e.deadline)
+}
+
+func (e *Env) waiting(check, failure string, left time.Duration) {
+	if e.Waiting != nil {
+		e.Waiting(check, failure, left.Round(time.Second))
+	}
+}
+
+// Names of the facts a transient check reads again (load's names).
+const (
+	factIstiods  = "istiods"
+	factWebhooks = "webhooks"
+)
+
+// forget drops facts, so they are read again when next asked for.
+func (e *Env) forget(names ...string) {
+	for _, n := range names {
+		e.once.Delete(n)
+	}
 }
 
 type onceValue struct {
@@ -166,7 +204,7 @@ func (e *Env) Nodes(ctx context.Context) ([]meshversion.Node, error) {
 
 // Istiods are the istiod Deployments, by revision.
 func (e *Env) Istiods(ctx context.Context) (map[string]*appsv1.Deployment, error) {
-	return load(e, "istiods", func() (map[string]*appsv1.Deployment, error) {
+	return load(e, factIstiods, func() (map[string]*appsv1.Deployment, error) {
 		list, err := e.Kube.AppsV1().Deployments(e.MeshNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=istiod"})
 		if err != nil {
 			return nil, err
@@ -211,7 +249,7 @@ func (e *Env) Revisions(ctx context.Context) ([]string, error) {
 
 // Webhooks are every mutating webhook configuration.
 func (e *Env) Webhooks(ctx context.Context) ([]admissionv1.MutatingWebhookConfiguration, error) {
-	return load(e, "webhooks", func() ([]admissionv1.MutatingWebhookConfiguration, error) {
+	return load(e, factWebhooks, func() ([]admissionv1.MutatingWebhookConfiguration, error) {
 		list, err := e.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return nil, err
