@@ -2,7 +2,6 @@ package precheck
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -146,17 +145,20 @@ func (e *Env) Profile(ctx context.Context) (*v1alpha1.MeshProfile, error) {
 	if e.Client == nil {
 		return nil, nil
 	}
-	return load(e, "profile", func() (*v1alpha1.MeshProfile, error) {
-		var p v1alpha1.MeshProfile
-		err := e.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshProfileName}, &p)
-		if meta404(err) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &p, nil
-	})
+	return load(e, "profile", func() (*v1alpha1.MeshProfile, error) { return e.readProfile(ctx) })
+}
+
+// readProfile reads the MeshProfile now (nil when there is none).
+func (e *Env) readProfile(ctx context.Context) (*v1alpha1.MeshProfile, error) {
+	var p v1alpha1.MeshProfile
+	err := e.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshProfileName}, &p)
+	if meta404(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // meta404 is true when the object or the meshaddon.dev API is not there.
@@ -285,20 +287,17 @@ const podListers = 4
 const CensusMaxAge = 4 * v1alpha1.CensusHeartbeat
 
 // Pods counts every pod by injection. It reads the add-on manager's census
-// when the manager keeps one (a 50,000-pod cluster in one GET), else lists
-// the pods in pages keeping only counts: as metadata, several namespaces
-// at a time, when Metadata is set; else whole pods. ListPods always lists.
+// when the manager keeps a current one (a 50,000-pod cluster in one GET and
+// one short watch, see census), else lists the pods in pages keeping only
+// counts: as metadata, several namespaces at a time, when Metadata is set;
+// else whole pods. ListPods always lists.
 func (e *Env) Pods(ctx context.Context) (*PodCounts, error) {
 	return load(e, "pods", func() (*PodCounts, error) {
 		why := "asked to list them"
 		if !e.ListPods {
-			why = "the add-on manager keeps no count"
-			if p, err := e.Profile(ctx); err == nil && p != nil && p.Status.Pods != nil {
-				age := time.Since(p.Status.Pods.ObservedTime.Time).Round(time.Second)
-				if age < CensusMaxAge {
-					return &PodCounts{PodCensus: *p.Status.Pods, Source: fmt.Sprintf("counted by the add-on manager %s ago", max(age, 0))}, nil
-				}
-				why = fmt.Sprintf("the add-on manager's count is %s old: is the manager running?", age)
+			var pc *PodCounts
+			if pc, why = e.census(ctx); pc != nil {
+				return pc, nil
 			}
 		}
 		c := inventory.NewCensus()
