@@ -51,7 +51,8 @@ means on each istiod, the workloads' sidecars, and your access for migrate.
 
 Pods are counted from the add-on manager's census (MeshProfile status.pods), which
 the manager keeps from a watch of pod metadata: one read however big the cluster.
-When no manager keeps a current one, or with --list-pods, precheck lists the pods.
+When no manager keeps a current one (one that has counted every pod created or deleted
+so far), or with --list-pods, precheck lists the pods and says why.
 
 What can pass by itself is waited on for up to --wait, saying what it waits for: an
 istiod becoming available, istiod writing its webhook's caBundle (both retried every
