@@ -23,6 +23,7 @@ func precheckCountsEqualStatus(t *testing.T, kcfg string) {
 		}
 		if got != before {
 			t.Errorf("precheck's pod counts (%s):\n%s\nstatus -A:\n%s", source, got, before)
+			return
 		}
 		t.Logf("precheck's pod counts (%s) equal status's", source)
 		return
