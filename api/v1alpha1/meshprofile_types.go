@@ -137,6 +137,11 @@ const (
 type PodCensus struct {
 	// ObservedTime is when the manager last wrote or confirmed the counts.
 	ObservedTime metav1.Time `json:"observedTime"`
+	// PodsResourceVersion is the resourceVersion of the last pod change
+	// the counts include. Used only as a watch's starting point: a watch of
+	// pods from it shows whether any pod was created or deleted since.
+	// +optional
+	PodsResourceVersion string `json:"podsResourceVersion,omitempty"`
 	// Total is every pod of the cluster; NotInjected those without istio-proxy.
 	Total       int32 `json:"total"`
 	NotInjected int32 `json:"notInjected"`

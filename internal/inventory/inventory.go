@@ -164,43 +164,26 @@ func EachPage(ctx context.Context, kube kubernetes.Interface, o ListOptions, fn 
 		o.PageSize = 500
 	}
 	opts := metav1.ListOptions{LabelSelector: o.Selector, Limit: o.PageSize}
-	for {
-		list, err := kube.CoreV1().Pods(o.Namespace).List(ctx, opts)
-		if err != nil {
-			return err
-		}
+	return eachListPage(ctx, opts, kube.CoreV1().Pods(o.Namespace).List, func(list *corev1.PodList) error {
 		rows := make([]Pod, len(list.Items))
 		for i := range list.Items {
 			rows[i] = Classify(&list.Items[i])
 		}
-		if err := fn(rows); err != nil {
-			return err
-		}
-		if list.Continue == "" {
-			return nil
-		}
-		opts.Continue = list.Continue
-	}
+		return fn(rows)
+	})
 }
 
 // Nodes lists every node in pages, as the decision sees them: pool,
 // kubelet version and readiness.
 func Nodes(ctx context.Context, kube kubernetes.Interface) ([]meshversion.Node, error) {
 	var out []meshversion.Node
-	opts := metav1.ListOptions{Limit: 1000}
-	for {
-		list, err := kube.CoreV1().Nodes().List(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
+	err := eachListPage(ctx, metav1.ListOptions{Limit: 1000}, kube.CoreV1().Nodes().List, func(list *corev1.NodeList) error {
 		for i := range list.Items {
 			out = append(out, meshversion.NodeOf(&list.Items[i]))
 		}
-		if list.Continue == "" {
-			return out, nil
-		}
-		opts.Continue = list.Continue
-	}
+		return nil
+	})
+	return out, err
 }
 
 // EachPageInOrder lists the pods of namespaces, workers namespaces at a

@@ -91,28 +91,18 @@ func EachMetadataPage(ctx context.Context, md metadata.Interface, namespaces []s
 		go func() {
 			defer wg.Done()
 			for ns := range next {
-				opts := metav1.ListOptions{Limit: pageSize}
-				for {
-					list, err := md.Resource(podsResource).Namespace(ns).List(ctx, opts)
-					if err != nil {
-						cancel(err)
-						return
-					}
+				err := eachListPage(ctx, metav1.ListOptions{Limit: pageSize}, md.Resource(podsResource).Namespace(ns).List, func(list *metav1.PartialObjectMetadataList) error {
 					rows := make([]Pod, len(list.Items))
 					for i := range list.Items {
 						rows[i] = ClassifyMetadata(&list.Items[i])
 					}
 					mu.Lock()
-					err = fn(rows)
-					mu.Unlock()
-					if err != nil {
-						cancel(err)
-						return
-					}
-					if list.Continue == "" {
-						break
-					}
-					opts.Continue = list.Continue
+					defer mu.Unlock()
+					return fn(rows)
+				})
+				if err != nil {
+					cancel(err)
+					return
 				}
 			}
 		}()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 
+	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -102,20 +103,13 @@ func (s *Summarizer) Workloads(jobOwners map[Workload]Workload) []WorkloadSummar
 // in pages (namespace "" for all).
 func JobOwners(ctx context.Context, kube kubernetes.Interface, namespace string) (map[Workload]Workload, error) {
 	out := map[Workload]Workload{}
-	opts := metav1.ListOptions{Limit: 500}
-	for {
-		list, err := kube.BatchV1().Jobs(namespace).List(ctx, opts)
-		if err != nil {
-			return nil, err
-		}
+	err := eachListPage(ctx, metav1.ListOptions{Limit: 500}, kube.BatchV1().Jobs(namespace).List, func(list *batchv1.JobList) error {
 		for i := range list.Items {
 			AddCronJobOf(out, &list.Items[i])
 		}
-		if list.Continue == "" {
-			return out, nil
-		}
-		opts.Continue = list.Continue
-	}
+		return nil
+	})
+	return out, err
 }
 
 // AddCronJobOf records the CronJob that owns job, if one does.

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -41,6 +42,11 @@ type CensusReconciler struct {
 	Clock clock.PassiveClock
 	// Pods and Jobs are the census's own informers (NewCensusInformer).
 	Pods, Jobs toolscache.SharedIndexInformer
+
+	// podsRV is the resourceVersion of the last pod event handled: an
+	// informer's handlers run after its store holds the event, so a count
+	// of the store read after it includes every change up to it.
+	podsRV atomic.Value // string
 }
 
 // NewCensusInformer is a metadata informer of resource whose objects are
@@ -95,6 +101,8 @@ func (r *CensusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if !r.Pods.HasSynced() || !r.Jobs.HasSynced() {
 		return ctrl.Result{RequeueAfter: CensusDelay}, nil
 	}
+	// Before the store: the count then includes at least this change.
+	rv, _ := r.podsRV.Load().(string)
 	// Read-only: the informers' objects are not copied, 50,000 of them.
 	pods := r.Pods.GetStore().List()
 	rows := make([]inventory.Pod, 0, len(pods))
@@ -113,6 +121,7 @@ func (r *CensusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	c.Add(rows)
 	now := r.Clock.Now()
 	census := c.Result(jobOwners, now)
+	census.PodsResourceVersion = rv
 	setPodGauges(&census)
 
 	if prev := profile.Status.Pods; prev != nil {
@@ -144,6 +153,20 @@ func (r *CensusReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		})); err != nil {
 			return err
 		}
+	}
+	// Records every pod event's resourceVersion (precheck watches pods
+	// from the census's to tell whether it is current).
+	record := func(obj any) {
+		if m, ok := obj.(metav1.Object); ok {
+			r.podsRV.Store(m.GetResourceVersion())
+		}
+	}
+	if _, err := r.Pods.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    record,
+		UpdateFunc: func(_, obj any) { record(obj) },
+		DeleteFunc: record, // a tombstone (no metav1.Object) keeps the older one
+	}); err != nil {
+		return err
 	}
 	batched := handler.Funcs{
 		CreateFunc: func(_ context.Context, _ event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {

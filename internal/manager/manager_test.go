@@ -689,7 +689,7 @@ func TestCensusCountsPodsByModeAndRevision(t *testing.T) {
 			return false, "no census"
 		}
 		got := *c
-		got.ObservedTime = metav1.Time{}
+		got.ObservedTime, got.PodsResourceVersion = metav1.Time{}, ""
 		return equality.Semantic.DeepEqual(got, want), fmt.Sprintf("%+v", got)
 	}
 	eventually(t, 10*time.Second, "the census counts every pod", counted)

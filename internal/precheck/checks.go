@@ -21,21 +21,21 @@ import (
 // Checks is every check, in the order printed within its group. Adding a
 // check is adding a row here.
 var Checks = []Check{
-	{"Feature", "feature registered", checkFeature},
-	{"Control plane", "API server version", checkAPIServer},
-	{"Node pools", "pools", checkPools},
-	{"Node pools", "node versions", checkNodeVersions},
-	{"Mesh", "revisions", checkRevisions},
-	{"Mesh", "revision compatibility", checkRevisionCompatibility},
-	{"Mesh", "istiod available", checkIstiodAvailable},
-	{"Mesh", "injection webhooks", checkWebhooks},
-	{"Mesh", "istio-injection label", checkInjectionLabel},
-	{"Injection", "ENABLE_NATIVE_SIDECARS", checkInjection},
-	{"Admission", "native sidecar admitted in each mesh namespace", checkAdmission},
-	{"Workloads", "pods by mode", checkPodModes},
-	{"Workloads", "per-pod overrides", checkOverrides},
-	{"Workloads", "jobs with classic sidecars", checkJobs},
-	{"Permissions", "access for migrate", checkPermissions},
+	{Group: "Feature", Name: "feature registered", Run: checkFeature},
+	{Group: "Control plane", Name: "API server version", Run: checkAPIServer},
+	{Group: "Node pools", Name: "pools", Run: checkPools},
+	{Group: "Node pools", Name: "node versions", Run: checkNodeVersions},
+	{Group: "Mesh", Name: "revisions", Run: checkRevisions},
+	{Group: "Mesh", Name: "revision compatibility", Run: checkRevisionCompatibility},
+	{Group: "Mesh", Name: "istiod available", Run: checkIstiodAvailable, Transient: []string{factIstiods}},
+	{Group: "Mesh", Name: "injection webhooks", Run: checkWebhooks, Transient: []string{factWebhooks}},
+	{Group: "Mesh", Name: "istio-injection label", Run: checkInjectionLabel},
+	{Group: "Injection", Name: "ENABLE_NATIVE_SIDECARS", Run: checkInjection},
+	{Group: "Admission", Name: "native sidecar admitted in each mesh namespace", Run: checkAdmission},
+	{Group: "Workloads", Name: "pods by mode", Run: checkPodModes},
+	{Group: "Workloads", Name: "per-pod overrides", Run: checkOverrides},
+	{Group: "Workloads", Name: "jobs with classic sidecars", Run: checkJobs},
+	{Group: "Permissions", Name: "access for migrate", Run: checkPermissions},
 }
 
 // maxListed keeps lists in messages short on big clusters.

@@ -2,7 +2,6 @@ package precheck
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -41,8 +40,46 @@ type Env struct {
 	// ListPods counts pods by listing them even when the add-on manager
 	// keeps a census.
 	ListPods bool
+	// Wait is how long precheck waits on what can pass by itself: a
+	// transient check's failure (Check.Transient) and a census that has
+	// not caught up with the pods yet. Zero: nothing is waited on.
+	Wait time.Duration
+	// Waiting, when set, is told what is waited on, and how long at most.
+	Waiting func(check, failure string, left time.Duration)
 
-	once sync.Map // name → *onceValue
+	deadline time.Time
+	waitOnce sync.Once
+	once     sync.Map // name → *onceValue
+}
+
+// startWait starts the clock of Wait (at the first call).
+func (e *Env) startWait() {
+	e.waitOnce.Do(func() { e.deadline = time.Now().Add(e.Wait) })
+}
+
+// waitLeft is what is left of Wait.
+func (e *Env) waitLeft() time.Duration {
+	e.startWait()
+	return time.Until(e.deadline)
+}
+
+func (e *Env) waiting(check, failure string, left time.Duration) {
+	if e.Waiting != nil {
+		e.Waiting(check, failure, left.Round(time.Second))
+	}
+}
+
+// Names of the facts a transient check reads again (load's names).
+const (
+	factIstiods  = "istiods"
+	factWebhooks = "webhooks"
+)
+
+// forget drops facts, so they are read again when next asked for.
+func (e *Env) forget(names ...string) {
+	for _, n := range names {
+		e.once.Delete(n)
+	}
 }
 
 type onceValue struct {
@@ -109,17 +146,20 @@ func (e *Env) Profile(ctx context.Context) (*v1alpha1.MeshProfile, error) {
 	if e.Client == nil {
 		return nil, nil
 	}
-	return load(e, "profile", func() (*v1alpha1.MeshProfile, error) {
-		var p v1alpha1.MeshProfile
-		err := e.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshProfileName}, &p)
-		if meta404(err) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &p, nil
-	})
+	return load(e, "profile", func() (*v1alpha1.MeshProfile, error) { return e.readProfile(ctx) })
+}
+
+// readProfile reads the MeshProfile now (nil when there is none).
+func (e *Env) readProfile(ctx context.Context) (*v1alpha1.MeshProfile, error) {
+	var p v1alpha1.MeshProfile
+	err := e.Client.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshProfileName}, &p)
+	if meta404(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &p, nil
 }
 
 // meta404 is true when the object or the meshaddon.dev API is not there.
@@ -167,7 +207,7 @@ func (e *Env) Nodes(ctx context.Context) ([]meshversion.Node, error) {
 
 // Istiods are the istiod Deployments, by revision.
 func (e *Env) Istiods(ctx context.Context) (map[string]*appsv1.Deployment, error) {
-	return load(e, "istiods", func() (map[string]*appsv1.Deployment, error) {
+	return load(e, factIstiods, func() (map[string]*appsv1.Deployment, error) {
 		list, err := e.Kube.AppsV1().Deployments(e.MeshNamespace).List(ctx, metav1.ListOptions{LabelSelector: istiod.Label})
 		if err != nil {
 			return nil, err
@@ -212,7 +252,7 @@ func (e *Env) Revisions(ctx context.Context) ([]string, error) {
 
 // Webhooks are every mutating webhook configuration.
 func (e *Env) Webhooks(ctx context.Context) ([]admissionv1.MutatingWebhookConfiguration, error) {
-	return load(e, "webhooks", func() ([]admissionv1.MutatingWebhookConfiguration, error) {
+	return load(e, factWebhooks, func() ([]admissionv1.MutatingWebhookConfiguration, error) {
 		list, err := e.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return nil, err
@@ -248,20 +288,17 @@ const podListers = 4
 const CensusMaxAge = 4 * v1alpha1.CensusHeartbeat
 
 // Pods counts every pod by injection. It reads the add-on manager's census
-// when the manager keeps one (a 50,000-pod cluster in one GET), else lists
-// the pods in pages keeping only counts: as metadata, several namespaces
-// at a time, when Metadata is set; else whole pods. ListPods always lists.
+// when the manager keeps a current one (a 50,000-pod cluster in one GET and
+// one short watch, see census), else lists the pods in pages keeping only
+// counts: as metadata, several namespaces at a time, when Metadata is set;
+// else whole pods. ListPods always lists.
 func (e *Env) Pods(ctx context.Context) (*PodCounts, error) {
 	return load(e, "pods", func() (*PodCounts, error) {
 		why := "asked to list them"
 		if !e.ListPods {
-			why = "the add-on manager keeps no count"
-			if p, err := e.Profile(ctx); err == nil && p != nil && p.Status.Pods != nil {
-				age := time.Since(p.Status.Pods.ObservedTime.Time).Round(time.Second)
-				if age < CensusMaxAge {
-					return &PodCounts{PodCensus: *p.Status.Pods, Source: fmt.Sprintf("counted by the add-on manager %s ago", max(age, 0))}, nil
-				}
-				why = fmt.Sprintf("the add-on manager's count is %s old: is the manager running?", age)
+			var pc *PodCounts
+			if pc, why = e.census(ctx); pc != nil {
+				return pc, nil
 			}
 		}
 		c := inventory.NewCensus()

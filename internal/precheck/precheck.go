@@ -7,6 +7,7 @@ package precheck
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Status is a check's verdict.
@@ -34,7 +35,16 @@ type Check struct {
 	Group string
 	Name  string
 	Run   func(ctx context.Context, e *Env) ([]Result, error)
+	// Transient, for a check whose failure can pass by itself (an istiod
+	// starting, istiod writing its webhook's caBundle), names the facts it
+	// reads again before each retry: it is retried until it passes or
+	// Env.Wait runs out, then reported as it last failed. A check without
+	// fails at once (an old node pool does not upgrade itself).
+	Transient []string
 }
+
+// RetryInterval is how long a transient check waits between attempts.
+var RetryInterval = time.Second
 
 // Groups in the order they are printed.
 var Groups = []string{"Feature", "Control plane", "Node pools", "Mesh", "Injection", "Admission", "Workloads", "Permissions"}
@@ -59,8 +69,10 @@ type Report struct {
 }
 
 // Run runs checks in group order. A check whose facts cannot be read fails
-// with the reason instead of stopping the others.
+// with the reason instead of stopping the others; a transient one is
+// retried until Env.Wait, counted from the start of the run, runs out.
 func Run(ctx context.Context, e *Env, checks []Check) *Report {
+	e.startWait()
 	r := &Report{Summary: map[Status]int{OK: 0, Warn: 0, Fail: 0, Skip: 0}, Success: true}
 	for _, g := range Groups {
 		gr := GroupReport{Name: g}
@@ -68,10 +80,7 @@ func Run(ctx context.Context, e *Env, checks []Check) *Report {
 			if c.Group != g {
 				continue
 			}
-			results, err := c.Run(ctx, e)
-			if err != nil {
-				results = []Result{{Status: Fail, Message: fmt.Sprintf("%s: cannot tell: %v", c.Name, err), Hint: "check your access to the cluster and run precheck again"}}
-			}
+			results := runCheck(ctx, e, c)
 			for _, res := range results {
 				r.Summary[res.Status]++
 				if res.Status == Fail {
@@ -87,4 +96,36 @@ func Run(ctx context.Context, e *Env, checks []Check) *Report {
 		}
 	}
 	return r
+}
+
+// runCheck runs one check, and again while it is transient, fails and the
+// wait has time left; it reports the last attempt.
+func runCheck(ctx context.Context, e *Env, c Check) []Result {
+	for {
+		results, err := c.Run(ctx, e)
+		if err != nil {
+			results = []Result{{Status: Fail, Message: fmt.Sprintf("%s: cannot tell: %v", c.Name, err), Hint: "check your access to the cluster and run precheck again"}}
+		}
+		failed := firstFailure(results)
+		left := e.waitLeft()
+		if failed == nil || len(c.Transient) == 0 || left <= 0 {
+			return results
+		}
+		e.waiting(c.Name, failed.Message, left)
+		select {
+		case <-ctx.Done():
+			return results
+		case <-time.After(min(RetryInterval, left)):
+		}
+		e.forget(c.Transient...)
+	}
+}
+
+func firstFailure(results []Result) *Result {
+	for i := range results {
+		if results[i].Status == Fail {
+			return &results[i]
+		}
+	}
+	return nil
 }

@@ -239,6 +239,7 @@ func TestMigrate(t *testing.T) {
 	t.Run("restarts every classic workload once and verifies it native", func(t *testing.T) {
 		before := generations(t, kc, "shop")
 		r := mustMeshaddon(t, "migrate", "-n", "shop", "--concurrency", "10", "--skip-precheck", "--kubeconfig", kcfg)
+		precheckCountsEqualStatus(t, kcfg)
 		if !strings.Contains(r.stderr, "warning: --skip-precheck") {
 			t.Errorf("no warning for --skip-precheck:\n%s", r.stderr)
 		}

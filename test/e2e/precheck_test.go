@@ -250,6 +250,7 @@ func TestPrecheckAndStatus(t *testing.T) {
 			{[]string{"status", "-n", "nosuch"}, `namespace "nosuch" does not exist`},
 			{[]string{"status", "--mode", "half"}, "want native, classic or none"},
 			{[]string{"precheck", "-o", "xml"}, "unknown output format"},
+			{[]string{"precheck", "--wait", "-1s"}, "--wait must not be negative"},
 		} {
 			r := meshaddon(t, append(c.args, "--kubeconfig", kcfg)...)
 			if r.code != 2 || !strings.Contains(r.stderr, c.want) {

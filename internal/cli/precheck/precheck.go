@@ -6,9 +6,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
@@ -29,6 +33,7 @@ type Options struct {
 	Policy        string
 	MeshNamespace string
 	ListPods      bool
+	Wait          time.Duration
 	AKS           aks.Flags
 }
 
@@ -45,17 +50,28 @@ means on each istiod, the workloads' sidecars, and your access for migrate.
 
 Pods are counted from the add-on manager's census (MeshProfile status.pods), which
 the manager keeps from a watch of pod metadata: one read however big the cluster.
-When no manager keeps a current one, or with --list-pods, precheck lists the pods.
+When no manager keeps a current one (one that has counted every pod created or deleted
+so far), or with --list-pods, precheck lists the pods and says why.
+
+What can pass by itself is waited on for up to --wait, saying what it waits for: an
+istiod becoming available, istiod writing its webhook's caBundle (both retried every
+second, then reported as they last failed), and a census that has not counted the
+latest pod changes yet (waited on for a few seconds, then precheck lists the pods).
+Everything else fails at once. --wait 0 waits for nothing.
 
 Exit status: 0 when nothing failed, 1 when a check failed, 2 for bad flags or a
 cluster that cannot be reached.`,
 		Example: `  meshaddon precheck
   meshaddon precheck -o json
-  meshaddon precheck --list-pods   # count pods by listing them, not from the manager's census`,
+  meshaddon precheck --list-pods   # count pods by listing them, not from the manager's census
+  meshaddon precheck --wait 0      # fail at once, as the cluster is now`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := output.Validate(o.Output, "", "table", "json"); err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
+			}
+			if o.Wait < 0 {
+				return exitcode.Wrap(exitcode.Usage, fmt.Errorf("--wait must not be negative, got %s", o.Wait))
 			}
 			pol, err := meshversion.LookupPolicy(o.Policy)
 			if err != nil {
@@ -75,7 +91,10 @@ cluster that cannot be reached.`,
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
-			env := &precheck.Env{Kube: kc, Metadata: md, Client: c.Client, MeshNamespace: o.MeshNamespace, Policy: pol, ListPods: o.ListPods}
+			w := newWaitPrinter(o.ErrOut)
+			defer w.done()
+			env := &precheck.Env{Kube: kc, Metadata: md, Client: c.Client, MeshNamespace: o.MeshNamespace, Policy: pol, ListPods: o.ListPods,
+				Wait: o.Wait, Waiting: w.waiting}
 			if env.ARM, err = o.AKS.Open(); err != nil {
 				return err
 			}
@@ -84,6 +103,7 @@ cluster that cannot be reached.`,
 			}
 			env.Prefetch(cmd.Context())
 			report := precheck.Run(cmd.Context(), env, precheck.Checks)
+			w.done()
 			return o.print(cmd.Context(), report)
 		},
 	}
@@ -91,6 +111,7 @@ cluster that cannot be reached.`,
 	cmd.Flags().StringVar(&o.Policy, "policy", meshversion.DefaultPolicy.Name, "Version policy when the cluster's MeshProfile does not name one: "+strings.Join(meshversion.PolicyNames(), " or "))
 	cmd.Flags().StringVar(&o.MeshNamespace, "mesh-namespace", "aks-istio-system", "Namespace of the istiod Deployments")
 	cmd.Flags().BoolVar(&o.ListPods, "list-pods", false, "Count pods by listing them instead of reading the add-on manager's census")
+	cmd.Flags().DurationVar(&o.Wait, "wait", time.Minute, "How long to wait on checks that can pass by themselves (istiod available, webhook caBundle, a current census); 0 waits for nothing")
 	o.AKS.Add(cmd)
 	return cmd
 }
@@ -142,4 +163,46 @@ func PrintText(w io.Writer, r *precheck.Report) {
 	}
 	fmt.Fprintf(w, "\nStatus check results are %s (%d ok, %d warnings, %d failed, %d skipped)\n",
 		verdict, r.Summary[precheck.OK], r.Summary[precheck.Warn], r.Summary[precheck.Fail], r.Summary[precheck.Skip])
+}
+
+// waitPrinter says on stderr what precheck waits for: one line rewritten in
+// place on a terminal, a line per check otherwise.
+type waitPrinter struct {
+	mu     sync.Mutex // checks and the pod count wait at the same time
+	w      io.Writer
+	tty    bool
+	said   map[string]bool
+	active bool
+}
+
+func newWaitPrinter(w io.Writer) *waitPrinter {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return &waitPrinter{w: w, tty: tty, said: map[string]bool{}}
+}
+
+func (p *waitPrinter) waiting(check, failure string, left time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\033[Kwaiting for %s (%s left): %s", check, left, failure)
+		p.active = true
+		return
+	}
+	if !p.said[check] {
+		p.said[check] = true
+		fmt.Fprintf(p.w, "waiting up to %s for %s: %s\n", left, check, failure)
+	}
+}
+
+// done clears the terminal's waiting line.
+func (p *waitPrinter) done() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.active {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.active = false
+	}
 }
