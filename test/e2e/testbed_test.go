@@ -436,6 +436,45 @@ func TestTestbed(t *testing.T) {
 				t.Errorf("pod %s created while istiod rolled has no istio-proxy: init %s, containers %s", name, names(p.Spec.InitContainers), names(p.Spec.Containers))
 			}
 		}
+		// The webhooks call the istiod that serves now, on the ports its
+		// Deployment records.
+		d, err := kube.AppsV1().Deployments(istioNS).Get(ctx, deployment, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports := d.Annotations["testbed.meshaddon.dev/ports"]
+		https, _, _ := strings.Cut(strings.TrimPrefix(ports, "https="), ",")
+		var urls []string
+		mwcs, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range mwcs.Items {
+			for _, h := range c.Webhooks {
+				if strings.Contains(c.Name, "asm-1-26") && h.ClientConfig.URL != nil {
+					urls = append(urls, *h.ClientConfig.URL)
+				}
+			}
+		}
+		vwcs, err := kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range vwcs.Items {
+			for _, h := range c.Webhooks {
+				if strings.Contains(c.Name, "asm-1-26") && h.ClientConfig.URL != nil {
+					urls = append(urls, *h.ClientConfig.URL)
+				}
+			}
+		}
+		if len(urls) < 2 {
+			t.Errorf("found webhooks of asm-1-26 calling %v, want the injector's and the validator's", urls)
+		}
+		for _, u := range urls {
+			if !strings.HasPrefix(u, "https://127.0.0.1:"+https+"/") {
+				t.Errorf("webhook URL %s does not call the serving istiod (ports %s)", u, ports)
+			}
+		}
 		if m := <-minReady; m.least < 1 {
 			t.Errorf("%s had %d ready pods at some moment of its rolls, want at least 1 throughout:\n%s", deployment, m.least, strings.Join(m.events, "\n"))
 		}
