@@ -436,15 +436,60 @@ func TestTestbed(t *testing.T) {
 				t.Errorf("pod %s created while istiod rolled has no istio-proxy: init %s, containers %s", name, names(p.Spec.InitContainers), names(p.Spec.Containers))
 			}
 		}
-		if m := <-minReady; m < 1 {
-			t.Errorf("%s had %d ready pods at some moment of its rolls, want at least 1 throughout", deployment, m)
+		// The webhooks call the istiod that serves now, on the ports its
+		// Deployment records.
+		d, err := kube.AppsV1().Deployments(istioNS).Get(ctx, deployment, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports := d.Annotations["testbed.meshaddon.dev/ports"]
+		https, _, _ := strings.Cut(strings.TrimPrefix(ports, "https="), ",")
+		var urls []string
+		mwcs, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range mwcs.Items {
+			for _, h := range c.Webhooks {
+				if strings.Contains(c.Name, "asm-1-26") && h.ClientConfig.URL != nil {
+					urls = append(urls, *h.ClientConfig.URL)
+				}
+			}
+		}
+		vwcs, err := kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range vwcs.Items {
+			for _, h := range c.Webhooks {
+				if strings.Contains(c.Name, "asm-1-26") && h.ClientConfig.URL != nil {
+					urls = append(urls, *h.ClientConfig.URL)
+				}
+			}
+		}
+		if len(urls) < 2 {
+			t.Errorf("found webhooks of asm-1-26 calling %v, want the injector's and the validator's", urls)
+		}
+		for _, u := range urls {
+			if !strings.HasPrefix(u, "https://127.0.0.1:"+https+"/") {
+				t.Errorf("webhook URL %s does not call the serving istiod (ports %s)", u, ports)
+			}
+		}
+		if m := <-minReady; m.least < 1 {
+			t.Errorf("%s had %d ready pods at some moment of its rolls, want at least 1 throughout:\n%s", deployment, m.least, strings.Join(m.events, "\n"))
 		}
 	})
 }
 
+// readiness is what watchIstiodReadiness saw.
+type readiness struct {
+	least  int      // the fewest ready pods at any moment
+	events []string // each change, for the failure message
+}
+
 // watchIstiodReadiness follows the pods of an istiod Deployment until ctx
 // ends, then sends the fewest ready (and not terminating) pods it saw.
-func watchIstiodReadiness(t *testing.T, ctx context.Context, kube kubernetes.Interface, deployment string) <-chan int {
+func watchIstiodReadiness(t *testing.T, ctx context.Context, kube kubernetes.Interface, deployment string) <-chan readiness {
 	t.Helper()
 	rev := strings.TrimPrefix(deployment, "istiod-")
 	opts := metav1.ListOptions{LabelSelector: "app=istiod,istio.io/rev=" + rev}
@@ -462,18 +507,21 @@ func watchIstiodReadiness(t *testing.T, ctx context.Context, kube kubernetes.Int
 		}
 		return n
 	}
+	var seen readiness
 	for i := range list.Items {
-		ready[list.Items[i].Name] = podReady(&list.Items[i]) && list.Items[i].DeletionTimestamp == nil
+		p := &list.Items[i]
+		ready[p.Name] = podReady(p) && p.DeletionTimestamp == nil
+		seen.events = append(seen.events, fmt.Sprintf("%s ready %t terminating %t", p.Name, podReady(p), p.DeletionTimestamp != nil))
 	}
 	opts.ResourceVersion = list.ResourceVersion
 	w, err := kube.CoreV1().Pods(istioNS).Watch(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make(chan int, 1)
+	out := make(chan readiness, 1)
 	go func() {
 		defer w.Stop()
-		least := count()
+		seen.least = count()
 		for ev := range w.ResultChan() {
 			p, ok := ev.Object.(*corev1.Pod)
 			if !ok {
@@ -484,9 +532,10 @@ func watchIstiodReadiness(t *testing.T, ctx context.Context, kube kubernetes.Int
 			} else {
 				ready[p.Name] = podReady(p) && p.DeletionTimestamp == nil
 			}
-			least = min(least, count())
+			seen.least = min(seen.least, count())
+			seen.events = append(seen.events, fmt.Sprintf("%s %s %s ready %t terminating %t: %d ready", time.Now().Format("15:04:05.000"), ev.Type, p.Name, podReady(p), p.DeletionTimestamp != nil, count()))
 		}
-		out <- least
+		out <- seen
 	}()
 	return out
 }

@@ -102,7 +102,7 @@ func (c *Cluster) MkDir() error {
 // created before meshaddon kept its files private have them so too).
 // Symbolic links are left alone: they point out of the directory.
 func (c *Cluster) restrict() error {
-	return filepath.WalkDir(c.Dir, func(path string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(c.Dir, func(path string, d fs.DirEntry, err error) error {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil // a component removed it meanwhile
 		}
@@ -115,6 +115,10 @@ func (c *Cluster) restrict() error {
 		}
 		return ignoreNotExist(os.Chmod(path, info.Mode()&^0o077))
 	})
+	if err != nil {
+		return fmt.Errorf("make the files of cluster %q private: %w", c.Name, err)
+	}
+	return nil
 }
 
 func ignoreNotExist(err error) error {
@@ -239,7 +243,8 @@ func (c *Cluster) kwokctl(ctx context.Context, bins cache.Binaries, log io.Write
 // apiserverPort 0 lets kwokctl pick a free port.
 func (c *Cluster) Start(ctx context.Context, bins cache.Binaries, apiserverPort int) (bool, error) {
 	if c.Healthy(ctx) {
-		return false, nil
+		// A running cluster made by an older meshaddon is made private too.
+		return false, c.restrict()
 	}
 	if err := c.MkDir(); err != nil {
 		return false, err
@@ -285,7 +290,7 @@ func (c *Cluster) Start(ctx context.Context, bins cache.Binaries, apiserverPort 
 		}
 	}
 	if err := c.restrict(); err != nil {
-		return false, fmt.Errorf("make the files of cluster %q private: %w", c.Name, err)
+		return false, err
 	}
 	data, err := os.ReadFile(filepath.Join(c.kwokClusterDir(), "kubeconfig.yaml"))
 	if err != nil {

@@ -77,8 +77,10 @@ type process struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	healthy bool
-	ports   mesh.Ports
-	started time.Time
+	// lastReady is when its readiness endpoint last answered OK.
+	lastReady time.Time
+	ports     mesh.Ports
+	started   time.Time
 	// restarts counts unexpected exits, for backoff.
 	restarts int
 }
@@ -185,7 +187,7 @@ func (r *Runner) roll(ctx context.Context, d *appsv1.Deployment, st *istiod, ann
 		cur = r.startCurrent(d, st, want, cur, annotated)
 	}
 	for _, p := range st.procs {
-		p.healthy = !isClosed(p.exited) && ready(p.ports.HTTP)
+		p.probe()
 	}
 	if cur.healthy && st.webhookPort != cur.ports.HTTPS {
 		r.handOver(ctx, d, st, cur, annotated)
@@ -429,7 +431,27 @@ func (r *Runner) stopAll() {
 	}
 }
 
-var probe = &http.Client{Timeout: 500 * time.Millisecond}
+// readinessTolerance is how long a running process may fail its readiness
+// probe before its pods are not ready, as a pod's readinessProbe's
+// failureThreshold (3) × periodSeconds (1): one slow answer on a busy
+// machine does not take the revision's only istiod out of service.
+const readinessTolerance = 3 * time.Second
+
+// probe updates the process's health: a process that exited is not
+// healthy at once; a running one is healthy once it answered ready, until
+// it has failed to for readinessTolerance.
+func (p *process) probe() {
+	switch {
+	case isClosed(p.exited):
+		p.healthy = false
+	case ready(p.ports.HTTP):
+		p.healthy, p.lastReady = true, time.Now()
+	case time.Since(p.lastReady) > readinessTolerance:
+		p.healthy = false
+	}
+}
+
+var probe = &http.Client{Timeout: time.Second}
 
 // ready asks istiod's readiness endpoint, as the pod's readiness probe does.
 func ready(port int) bool {
