@@ -540,17 +540,25 @@ func watchIstiodReadiness(t *testing.T, ctx context.Context, kube kubernetes.Int
 	return out
 }
 
-// istiodPID finds the pilot-discovery process the runner started for a
-// Deployment: its working directory is istiod/<deployment>/<https port>.
+// istiodPID finds the pilot-discovery process that serves a Deployment:
+// its working directory is istiod/<deployment>/<https port>, the port the
+// Deployment records (during a roll the old process may still run beside).
 func istiodPID(t *testing.T, cluster, deployment string) int {
 	t.Helper()
+	d, err := clientFor(t, cluster).AppsV1().Deployments(istioNS).Get(context.Background(), deployment, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := d.Annotations["testbed.meshaddon.dev/ports"]
+	https, _, _ := strings.Cut(strings.TrimPrefix(ports, "https="), ",")
+	want := filepath.Join(stateDir, "clusters", cluster, "istiod", deployment, https)
 	for _, p := range proc.Find(filepath.Join(stateDir, "clusters", cluster)) {
 		cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", p.PID))
-		if strings.Contains(p.Command, "pilot-discovery") && filepath.Base(filepath.Dir(cwd)) == deployment {
+		if strings.Contains(p.Command, "pilot-discovery") && cwd == want {
 			return p.PID
 		}
 	}
-	t.Fatalf("no istiod process for %s", deployment)
+	t.Fatalf("no istiod process for %s in %s (ports %s)", deployment, want, ports)
 	return 0
 }
 
