@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -67,6 +68,16 @@ func InstallCRDs(ctx context.Context, cl client.Client) error {
 		})
 		if err != nil {
 			return fmt.Errorf("CRD %s is not established: %w", crd.Name, err)
+		}
+		// Established is not yet served: API discovery can lag behind it,
+		// and a create right away fails with "no matches for kind".
+		gk := schema.GroupKind{Group: crd.Spec.Group, Kind: crd.Spec.Names.Kind}
+		err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+			_, err := cl.RESTMapper().RESTMapping(gk, crd.Spec.Versions[0].Name)
+			return err == nil, nil
+		})
+		if err != nil {
+			return fmt.Errorf("CRD %s is established but not served by API discovery: %w", crd.Name, err)
 		}
 	}
 	return nil

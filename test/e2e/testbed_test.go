@@ -208,6 +208,9 @@ func TestTestbed(t *testing.T) {
 		}
 		defer w.Stop()
 		seen := map[string]bool{}
+		for _, n := range before {
+			seen[n] = true
+		}
 		maxNodes := 0
 		done := make(chan struct{})
 		go func() {
@@ -227,9 +230,6 @@ func TestTestbed(t *testing.T) {
 				}
 			}
 		}()
-		for _, n := range before {
-			seen[n] = true
-		}
 		mustMeshaddon(t, "local", "nodepool", "upgrade", "up", "--name", "e2e", "--version", currentVersion)
 		w.Stop()
 		<-done
