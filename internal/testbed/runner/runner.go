@@ -35,11 +35,9 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/testbed/mesh"
 )
-
-// ContainerName is the istiod container in the rendered Deployment.
-const ContainerName = "discovery"
 
 // handoverGrace is how long an old process keeps serving after the
 // webhooks were pointed away from it, for the API server to see the change.
@@ -57,12 +55,12 @@ type Runner struct {
 	WorkDir string
 
 	mu   sync.Mutex
-	deps map[string]*istiod // by Deployment name
+	deps map[string]*running // by Deployment name
 	kick chan struct{}
 }
 
-// istiod is what runs for one Deployment.
-type istiod struct {
+// running is what runs for one Deployment.
+type running struct {
 	// procs are its processes, oldest first; during a roll the last one is
 	// the current template's.
 	procs []*process
@@ -87,11 +85,11 @@ type process struct {
 
 // Run supervises until ctx ends, then stops every process it started.
 func (r *Runner) Run(ctx context.Context) error {
-	r.deps = map[string]*istiod{}
+	r.deps = map[string]*running{}
 	r.kick = make(chan struct{}, 1)
 	factory := informers.NewSharedInformerFactoryWithOptions(r.Client, 0,
 		informers.WithNamespace(mesh.Namespace),
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = "app=istiod" }))
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = istiod.Label }))
 	deps := factory.Apps().V1().Deployments()
 	pods := factory.Core().V1().Pods()
 	handler := toolscache.ResourceEventHandlerFuncs{
@@ -158,7 +156,7 @@ func (r *Runner) reconcile(ctx context.Context, deps []*appsv1.Deployment, listP
 		}
 		st := r.deps[d.Name]
 		if st == nil {
-			st = &istiod{}
+			st = &running{}
 			r.deps[d.Name] = st
 		}
 		r.roll(ctx, d, st, ports, pods)
@@ -180,7 +178,7 @@ func (r *Runner) reconcile(ctx context.Context, deps []*appsv1.Deployment, listP
 // own template is healthy; the revision's webhooks move to the current
 // process once it is ready; and an older process stops only when none of
 // its pods is left and the current one has taken over.
-func (r *Runner) roll(ctx context.Context, d *appsv1.Deployment, st *istiod, annotated mesh.Ports, pods []*corev1.Pod) {
+func (r *Runner) roll(ctx context.Context, d *appsv1.Deployment, st *running, annotated mesh.Ports, pods []*corev1.Pod) {
 	want := r.templateKey(d, d.Spec.Template.Spec)
 	cur := st.newest(want)
 	if cur == nil || isClosed(cur.exited) {
@@ -226,7 +224,7 @@ func (r *Runner) roll(ctx context.Context, d *appsv1.Deployment, st *istiod, ann
 }
 
 // newest is the newest process for the template key, or nil.
-func (st *istiod) newest(key string) *process {
+func (st *running) newest(key string) *process {
 	for i := len(st.procs) - 1; i >= 0; i-- {
 		if st.procs[i].key == key {
 			return st.procs[i]
@@ -239,7 +237,7 @@ func (st *istiod) newest(key string) *process {
 // replacing dead, its exited one (after a backoff), if any. It listens on
 // the annotated ports unless an older process still holds them: then on
 // free ones, and the webhooks follow it once it is ready.
-func (r *Runner) startCurrent(d *appsv1.Deployment, st *istiod, key string, dead *process, annotated mesh.Ports) *process {
+func (r *Runner) startCurrent(d *appsv1.Deployment, st *running, key string, dead *process, annotated mesh.Ports) *process {
 	restarts := 0
 	if dead != nil {
 		restarts = dead.restarts + 1
@@ -273,7 +271,7 @@ func (r *Runner) startCurrent(d *appsv1.Deployment, st *istiod, key string, dead
 
 // failed records a process that could not start, so it is retried with
 // backoff like one that exited.
-func (r *Runner) failed(st *istiod, key string, restarts int) *process {
+func (r *Runner) failed(st *running, key string, restarts int) *process {
 	p := &process{key: key, exited: closedChan(), started: time.Now(), restarts: restarts}
 	st.procs = append(st.procs, p)
 	return p
@@ -282,7 +280,7 @@ func (r *Runner) failed(st *istiod, key string, restarts int) *process {
 // handOver points the revision's webhooks at cur, a ready process, and
 // records its ports on the Deployment (where `local status` and a
 // restarted runner read them).
-func (r *Runner) handOver(ctx context.Context, d *appsv1.Deployment, st *istiod, cur *process, annotated mesh.Ports) {
+func (r *Runner) handOver(ctx context.Context, d *appsv1.Deployment, st *running, cur *process, annotated mesh.Ports) {
 	rev := d.Labels[mesh.RevisionLabel]
 	if err := mesh.PointWebhooks(ctx, r.Client, rev, cur.ports.HTTPS); err != nil {
 		klog.ErrorS(err, "point the webhooks at the new istiod", "deployment", d.Name)
@@ -314,7 +312,7 @@ func (r *Runner) templateKey(d *appsv1.Deployment, spec corev1.PodSpec) string {
 func (r *Runner) command(d *appsv1.Deployment, spec corev1.PodSpec, ports mesh.Ports, podName string) ([]string, []string) {
 	var c corev1.Container
 	for _, x := range spec.Containers {
-		if x.Name == ContainerName {
+		if x.Name == istiod.Container {
 			c = x
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/testbed/mesh"
 )
 
@@ -17,7 +18,7 @@ func TestTemplateKey(t *testing.T) {
 	r := &Runner{Kubeconfig: "/k"}
 	spec := func(native string) corev1.PodSpec {
 		return corev1.PodSpec{ServiceAccountName: "istiod", Containers: []corev1.Container{{
-			Name: ContainerName, Args: []string{"discovery", "--log_output_level=default:info"},
+			Name: istiod.Container, Args: []string{"discovery", "--log_output_level=default:info"},
 			Env: []corev1.EnvVar{
 				{Name: "ENABLE_NATIVE_SIDECARS", Value: native},
 				{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
