@@ -65,37 +65,11 @@ func Reconcile(ctx context.Context, cl client.Client, meshNamespace string, time
 		if err != nil || handled.Before(now) || profile.Status.ObservedGeneration < profile.Generation {
 			return false, nil
 		}
-		for _, rs := range profile.Status.Revisions {
-			if rs.Deployment == "" {
-				continue
-			}
-			if rs.IstiodEnableNativeSidecars != rs.EnableNativeSidecars {
-				// The manager handled the request but could not write istiod.
-				why := fmt.Sprintf("%s has %s=%s, not the decided %s", rs.Deployment, istiod.NativeSidecarsEnv, rs.IstiodEnableNativeSidecars, rs.EnableNativeSidecars)
-				if c := meta.FindStatusCondition(profile.Status.Conditions, v1alpha1.ConditionReconciled); c != nil && c.Status != metav1.ConditionTrue {
-					why = c.Message // names the Deployment, the value and the API server's answer
-				}
-				return false, &NotReconciledError{msg: "not reconciled: " + why + " (fix what refuses the write, then reconcile again)"}
-			}
-			var dep appsv1.Deployment
-			if err := cl.Get(ctx, client.ObjectKey{Namespace: meshNamespace, Name: rs.Deployment}, &dep); err != nil {
-				waiting = fmt.Sprintf("%s: %v", rs.Deployment, err)
-				return false, nil
-			}
-			if v := istiod.NativeSidecars(&dep).String(); v != rs.EnableNativeSidecars {
-				waiting = fmt.Sprintf("%s to have %s=%s (it has %s)", rs.Deployment, istiod.NativeSidecarsEnv, rs.EnableNativeSidecars, v)
-				return false, nil
-			}
-			msg, done, err := rollout.Status(&dep)
-			if err != nil {
-				return false, err
-			}
-			if !done {
-				waiting = msg
-				return false, nil
-			}
+		msg, done, err := IstiodsSettled(ctx, cl, &profile, meshNamespace)
+		if !done {
+			waiting = msg
 		}
-		return true, nil
+		return done, err
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -131,4 +105,36 @@ func IstiodEnvs(ctx context.Context, cl client.Client, ns string) (map[string]st
 		out[list.Items[i].Name] = istiod.NativeSidecars(&list.Items[i]).String()
 	}
 	return out, nil
+}
+
+// IstiodsSettled reports whether every istiod of the profile runs what the
+// manager decided: the decided ENABLE_NATIVE_SIDECARS on its Deployment,
+// rolled out as kubectl rollout status judges it. When not, msg says what is
+// awaited; a decision the manager could not write is a NotReconciledError.
+func IstiodsSettled(ctx context.Context, cl client.Client, profile *v1alpha1.MeshProfile, meshNamespace string) (msg string, done bool, err error) {
+	for _, rs := range profile.Status.Revisions {
+		if rs.Deployment == "" {
+			continue
+		}
+		if rs.IstiodEnableNativeSidecars != rs.EnableNativeSidecars {
+			// The manager handled the request but could not write istiod.
+			why := fmt.Sprintf("%s has %s=%s, not the decided %s", rs.Deployment, istiod.NativeSidecarsEnv, rs.IstiodEnableNativeSidecars, rs.EnableNativeSidecars)
+			if c := meta.FindStatusCondition(profile.Status.Conditions, v1alpha1.ConditionReconciled); c != nil && c.Status != metav1.ConditionTrue {
+				why = c.Message // names the Deployment, the value and the API server's answer
+			}
+			return "", false, &NotReconciledError{msg: "not reconciled: " + why + " (fix what refuses the write, then reconcile again)"}
+		}
+		var dep appsv1.Deployment
+		if err := cl.Get(ctx, client.ObjectKey{Namespace: meshNamespace, Name: rs.Deployment}, &dep); err != nil {
+			return fmt.Sprintf("%s: %v", rs.Deployment, err), false, nil
+		}
+		if v := istiod.NativeSidecars(&dep).String(); v != rs.EnableNativeSidecars {
+			return fmt.Sprintf("%s to have %s=%s (it has %s)", rs.Deployment, istiod.NativeSidecarsEnv, rs.EnableNativeSidecars, v), false, nil
+		}
+		msg, done, err := rollout.Status(&dep)
+		if err != nil || !done {
+			return msg, false, err
+		}
+	}
+	return "", true, nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/config"
+	"github.com/meshaddon/meshaddon/internal/platform"
 	"github.com/meshaddon/meshaddon/internal/testbed/cache"
 	"github.com/meshaddon/meshaddon/internal/testbed/mesh"
 	"github.com/meshaddon/meshaddon/internal/testbed/proc"
@@ -175,17 +176,30 @@ func (t *Testbed) startAddon(ctx context.Context, cl client.Client, spec Spec) (
 }
 
 // waitReconciled waits until the manager has acted on the profile's current
-// generation.
+// generation and every istiod runs, rolled out, what it decided — as
+// `meshaddon reconcile` waits — so pods created after `local up` meet the
+// decided injection.
 func waitReconciled(ctx context.Context, cl client.Client, timeout time.Duration) error {
 	var p v1alpha1.MeshProfile
+	waiting := "the add-on manager to reconcile the MeshProfile"
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		if err := cl.Get(ctx, client.ObjectKey{Name: v1alpha1.MeshProfileName}, &p); err != nil {
 			return false, nil
 		}
-		return p.Status.ObservedGeneration == p.Generation && meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReconciled) != nil, nil
+		if p.Status.ObservedGeneration != p.Generation || meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReconciled) == nil {
+			return false, nil
+		}
+		msg, done, err := platform.IstiodsSettled(ctx, cl, &p, mesh.Namespace)
+		if !done {
+			waiting = msg
+		}
+		return done, err
 	})
 	if err != nil {
-		return fmt.Errorf("the add-on manager did not reconcile the MeshProfile within %s", timeout)
+		if ctx.Err() == nil && !wait.Interrupted(err) {
+			return err
+		}
+		return fmt.Errorf("the add-on's istiods did not settle within %s (last: %s)", timeout, waiting)
 	}
 	return nil
 }
