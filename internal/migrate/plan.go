@@ -73,6 +73,12 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 	if err != nil {
 		return nil, err
 	}
+	return PlanFor(ctx, kube, scope, native)
+}
+
+// PlanFor is the plan once the revisions true in native inject native
+// sidecars: precheck asks it, before they do, what migrate will restart.
+func PlanFor(ctx context.Context, kube kubernetes.Interface, scope Scope, native map[string]bool) (*Plan, error) {
 	meshNS, err := meshNamespaces(ctx, kube)
 	if err != nil {
 		return nil, err
@@ -102,7 +108,10 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
 	p := &Plan{}
-	for r := range native {
+	for r, on := range native {
+		if !on {
+			continue
+		}
 		p.NativeRevisions = append(p.NativeRevisions, r)
 	}
 	sort.Strings(p.NativeRevisions)
