@@ -128,7 +128,9 @@ func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhoo
 	var keys []string
 	for _, ns := range nss {
 		rev := ns.Labels[inventory.RevisionLabel]
-		if !slices.Contains(revisions, rev) {
+		// A namespace being deleted takes no new pod: a probe there would
+		// be refused for that alone.
+		if !slices.Contains(revisions, rev) || ns.Status.Phase == corev1.NamespaceTerminating {
 			continue
 		}
 		var match []PodWebhook

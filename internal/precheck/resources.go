@@ -11,6 +11,7 @@ package precheck
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -28,13 +29,15 @@ import (
 	"github.com/meshaddon/meshaddon/internal/migrate"
 )
 
-// istioInit is the init container that sets up traffic capture; the native
-// proxy starts right after it.
-const istioInit = "istio-init"
+// nativeInitOrder is how Istio's injector orders the init containers of a
+// native pod (reorderPod in pkg/kube/inject/webhook.go): istio-init or
+// istio-validation, then the proxy, then enable-core-dump, then the pod's
+// own, which thus run beside the proxy. Classic, istio-init runs last.
+var nativeInitOrder = []string{"istio-init", "istio-validation", inventory.ProxyContainer, "enable-core-dump"}
 
 // NativePod is classic with istio-proxy moved from the containers to a
-// restartable init container right after istio-init (first when there is
-// none): what native injection changes. A pod without istio-proxy among its
+// restartable init container, ordered as the injector orders a native pod:
+// what native injection changes. A pod without istio-proxy among its
 // containers comes back as it is.
 func NativePod(classic *corev1.Pod) *corev1.Pod {
 	p := classic.DeepCopy()
@@ -50,15 +53,21 @@ func NativePod(classic *corev1.Pod) *corev1.Pod {
 	proxy := p.Spec.Containers[at]
 	proxy.RestartPolicy = new(corev1.ContainerRestartPolicyAlways)
 	p.Spec.Containers = append(p.Spec.Containers[:at:at], p.Spec.Containers[at+1:]...)
-	pos := 0
-	for i, c := range p.Spec.InitContainers {
-		if c.Name == istioInit {
-			pos = i + 1
+	all := append([]corev1.Container{proxy}, p.Spec.InitContainers...)
+	var inits []corev1.Container
+	for _, name := range nativeInitOrder {
+		for _, c := range all {
+			if c.Name == name {
+				inits = append(inits, c)
+			}
 		}
 	}
-	inits := append([]corev1.Container{}, p.Spec.InitContainers[:pos]...)
-	inits = append(inits, proxy)
-	p.Spec.InitContainers = append(inits, p.Spec.InitContainers[pos:]...)
+	for _, c := range all {
+		if !slices.Contains(nativeInitOrder, c.Name) {
+			inits = append(inits, c)
+		}
+	}
+	p.Spec.InitContainers = inits
 	return p
 }
 

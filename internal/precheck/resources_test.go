@@ -27,13 +27,13 @@ func ctr(name string, req, lim corev1.ResourceList) corev1.Container {
 	return corev1.Container{Name: name, Resources: corev1.ResourceRequirements{Requests: req, Limits: lim}}
 }
 
-// classicPod: istio-init, then a user init container "migrate" that needs
-// the network, app and istio-proxy.
+// classicPod: a user init container "migrate", istio-init last (as Istio
+// orders a classic pod), app and istio-proxy.
 func classicPod() *corev1.Pod {
 	return &corev1.Pod{Spec: corev1.PodSpec{
 		InitContainers: []corev1.Container{
-			ctr("istio-init", rl("cpu", "10m", "memory", "10Mi"), rl("cpu", "10m", "memory", "10Mi")),
 			ctr("migrate", rl("cpu", "500m", "memory", "256Mi"), rl("cpu", "500m", "memory", "256Mi")),
+			ctr("istio-init", rl("cpu", "10m", "memory", "10Mi"), rl("cpu", "10m", "memory", "10Mi")),
 		},
 		Containers: []corev1.Container{
 			ctr("app", rl("cpu", "200m", "memory", "64Mi"), rl("cpu", "400m", "memory", "64Mi")),
@@ -71,7 +71,7 @@ func TestNativePodAndItsRequests(t *testing.T) {
 	}
 	// Without istio-init (Istio CNI) the proxy comes first.
 	noInit := classicPod()
-	noInit.Spec.InitContainers = noInit.Spec.InitContainers[1:]
+	noInit.Spec.InitContainers = noInit.Spec.InitContainers[:1]
 	if got := NativePod(noInit).Spec.InitContainers[0].Name; got != inventory.ProxyContainer {
 		t.Errorf("without istio-init the first init container is %s", got)
 	}
