@@ -34,6 +34,8 @@ type Item struct {
 const (
 	ActionRestart = "restart"
 	ActionReport  = "report"
+	// ActionRefuse: a restart precheck refused (Advice says why).
+	ActionRefuse = "refuse"
 )
 
 // Plan is what migrate will do, in order.
@@ -41,6 +43,23 @@ type Plan struct {
 	Items []Item `json:"items"`
 	// NativeRevisions are the revisions whose istiod injects native now.
 	NativeRevisions []string `json:"nativeRevisions"`
+}
+
+// Refuse turns the restarts that why refuses (a non-empty reason) into
+// refusals, and says how many.
+func (p *Plan) Refuse(why func(namespace, workload string) string) int {
+	n := 0
+	for i := range p.Items {
+		it := &p.Items[i]
+		if it.Action != ActionRestart {
+			continue
+		}
+		if reason := why(it.Namespace, it.Workload.String()); reason != "" {
+			it.Action, it.Advice = ActionRefuse, "refused by precheck: "+reason
+			n++
+		}
+	}
+	return n
 }
 
 // Restarts counts the workloads to restart.

@@ -209,6 +209,14 @@ func TestPrecheckAndStatus(t *testing.T) {
 		if !limited || !quota {
 			t.Errorf("resource results (want withinit refused by pod-bounds, its surge short of a pod in no-surge-room):\n%s", strings.Join(got, "\n"))
 		}
+		// migrate refuses withinit alone, says why, and exits 1; the quota's
+		// warning refuses nothing.
+		mr := meshaddon(t, "migrate", "-A", "--dry-run", "--kubeconfig", kcfg)
+		if mr.code != 1 || !strings.Contains(mr.stdout, "refuse mix/Deployment/withinit (1 classic pods): refused by precheck: mix/Deployment/withinit: a new pod with a native istio-proxy would be refused: LimitRange pod-bounds") ||
+			!strings.Contains(mr.stdout, "report mix/Pod/classic") || !strings.Contains(mr.stdout, "0 workload(s) would be restarted, 1 refused") ||
+			!strings.Contains(mr.stderr, "precheck refused 1 workload(s)") {
+			t.Errorf("migrate --dry-run with withinit refused: %s", mr)
+		}
 		// Both removed: the same cluster passes.
 		_ = kc.CoreV1().LimitRanges("mix").Delete(ctx, lr.Name, metav1.DeleteOptions{})
 		_ = kc.CoreV1().ResourceQuotas("mix").Delete(ctx, q.Name, metav1.DeleteOptions{})
