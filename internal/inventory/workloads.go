@@ -17,9 +17,6 @@ type WorkloadSummary struct {
 	Classic   int      `json:"classic"`
 	None      int      `json:"none"`
 	Revisions []string `json:"revisions,omitempty"`
-	// Sample is the name of one of its pods (the first counted), for a
-	// reader that needs a whole pod of the workload.
-	Sample string `json:"-"`
 }
 
 // Summarizer groups pod rows by owning workload as pages arrive; it keeps
@@ -39,7 +36,7 @@ func (s *Summarizer) Add(rows []Pod) {
 	for _, r := range rows {
 		w := s.byOwner[r.Owner]
 		if w == nil {
-			w = &WorkloadSummary{Workload: r.Owner, Sample: r.Name}
+			w = &WorkloadSummary{Workload: r.Owner}
 			s.byOwner[r.Owner] = w
 			s.revs[r.Owner] = map[string]bool{}
 		}
@@ -70,7 +67,7 @@ func (s *Summarizer) Workloads(jobOwners map[Workload]Workload) []WorkloadSummar
 		}
 		m := merged[key]
 		if m == nil {
-			m = &WorkloadSummary{Workload: key, Sample: w.Sample}
+			m = &WorkloadSummary{Workload: key}
 			merged[key] = m
 			revs[key] = map[string]bool{}
 		}

@@ -85,6 +85,12 @@ type Scope struct {
 // never lists namespaces migrate never touches.
 var never = map[string]bool{"kube-system": true, "kube-public": true, "kube-node-lease": true}
 
+// Untouched is true for the namespaces migrate never restarts anything in:
+// the system's and the mesh's own.
+func Untouched(namespace, meshNamespace string) bool {
+	return never[namespace] || namespace == meshNamespace
+}
+
 // BuildPlan finds the workloads with classic pods whose revision's istiod
 // now injects native, in namespaces that are in the mesh.
 func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Plan, error) {
@@ -92,12 +98,6 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 	if err != nil {
 		return nil, err
 	}
-	return PlanFor(ctx, kube, scope, native)
-}
-
-// PlanFor is the plan once the revisions true in native inject native
-// sidecars: precheck asks it, before they do, what migrate will restart.
-func PlanFor(ctx context.Context, kube kubernetes.Interface, scope Scope, native map[string]bool) (*Plan, error) {
 	meshNS, err := meshNamespaces(ctx, kube)
 	if err != nil {
 		return nil, err
@@ -111,7 +111,7 @@ func PlanFor(ctx context.Context, kube kubernetes.Interface, scope Scope, native
 			if r.Mode != inventory.Classic || !native[r.Revision] || r.Override == "false" {
 				continue
 			}
-			if never[r.Namespace] || r.Namespace == scope.MeshNamespace || !meshNS[r.Namespace] {
+			if Untouched(r.Namespace, scope.MeshNamespace) || !meshNS[r.Namespace] {
 				continue
 			}
 			kept = append(kept, r)

@@ -3,13 +3,16 @@ package precheck
 // The resource check: a native sidecar is counted by the scheduler, by
 // LimitRange and by ResourceQuota as a restartable init container
 // (kubernetes/website#57244), so a pod that fitted as classic may not as
-// native, and a restart needs room for its surge. For every workload that
-// migrate would restart (its plan, asked as if every revision injected
-// native), one of its classic pods is turned into the native pod the
-// injector will make, and both are measured with Kubernetes' own code.
+// native, and a restart needs room for its surge. It reads the workloads'
+// templates, not their pods (a cluster has far fewer): every Deployment,
+// StatefulSet and DaemonSet that migrate may restart gets the pod the real
+// injector makes from its template with a native sidecar (a dry run, one
+// per distinct template), and that pod and its classic form are measured
+// with Kubernetes' own code.
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -17,59 +20,42 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/pager"
 	resourcehelper "k8s.io/component-helpers/resource"
+	"k8s.io/utils/ptr"
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/migrate"
 )
 
-// nativeInitOrder is how Istio's injector orders the init containers of a
-// native pod (reorderPod in pkg/kube/inject/webhook.go): istio-init or
-// istio-validation, then the proxy, then enable-core-dump, then the pod's
-// own, which thus run beside the proxy. Classic, istio-init runs last.
-var nativeInitOrder = []string{"istio-init", "istio-validation", inventory.ProxyContainer, "enable-core-dump"}
-
-// NativePod is classic with istio-proxy moved from the containers to a
-// restartable init container, ordered as the injector orders a native pod:
-// what native injection changes. A pod without istio-proxy among its
-// containers comes back as it is.
-func NativePod(classic *corev1.Pod) *corev1.Pod {
-	p := classic.DeepCopy()
-	at := -1
-	for i, c := range p.Spec.Containers {
-		if c.Name == inventory.ProxyContainer {
-			at = i
-		}
-	}
+// ClassicPod is the classic form of a native pod: istio-proxy a regular
+// container again, last, and istio-init the last init container, as Istio's
+// injector orders a classic pod (reorderPod in pkg/kube/inject/webhook.go;
+// native, istio-init and the proxy come first, so the pod's own init
+// containers run beside the proxy). A pod without a native istio-proxy
+// comes back as it is.
+func ClassicPod(native *corev1.Pod) *corev1.Pod {
+	p := native.DeepCopy()
+	at := slices.IndexFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == inventory.ProxyContainer })
 	if at < 0 {
 		return p
 	}
-	proxy := p.Spec.Containers[at]
-	proxy.RestartPolicy = new(corev1.ContainerRestartPolicyAlways)
-	p.Spec.Containers = append(p.Spec.Containers[:at:at], p.Spec.Containers[at+1:]...)
-	all := append([]corev1.Container{proxy}, p.Spec.InitContainers...)
-	var inits []corev1.Container
-	for _, name := range nativeInitOrder {
-		for _, c := range all {
-			if c.Name == name {
-				inits = append(inits, c)
-			}
-		}
+	proxy := p.Spec.InitContainers[at]
+	proxy.RestartPolicy = nil
+	p.Spec.InitContainers = slices.Delete(p.Spec.InitContainers, at, at+1)
+	p.Spec.Containers = append(p.Spec.Containers, proxy)
+	if i := slices.IndexFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == istioInit }); i >= 0 {
+		c := p.Spec.InitContainers[i]
+		p.Spec.InitContainers = append(slices.Delete(p.Spec.InitContainers, i, i+1), c)
 	}
-	for _, c := range all {
-		if !slices.Contains(nativeInitOrder, c.Name) {
-			inits = append(inits, c)
-		}
-	}
-	p.Spec.InitContainers = inits
 	return p
 }
+
+const istioInit = "istio-init"
 
 // PodRequests and PodLimits are the pod's effective requests and limits as
 // the scheduler, LimitRange and ResourceQuota count them.
@@ -374,12 +360,20 @@ func addTimes(sum corev1.ResourceList, l corev1.ResourceList, n int) {
 	}
 }
 
-// resourceWorkload is one workload of the plan with its pods before and
-// after, and its surge.
+// resourceWorkload is one workload with its pods before and after, and
+// its surge.
 type resourceWorkload struct {
-	migrate.Item
+	namespace, name string // name is Kind/name
+	replicas        int32
 	classic, native *corev1.Pod
 	surge           int32
+}
+
+// template is a workload's pod template, before the dry run.
+type template struct {
+	namespace, name string
+	replicas, surge int32
+	tmpl            *corev1.PodTemplateSpec
 }
 
 func checkResources(ctx context.Context, e *Env) ([]Result, error) {
@@ -387,55 +381,103 @@ func checkResources(ctx context.Context, e *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	native := map[string]bool{}
-	for _, r := range revs {
-		native[r] = true
-	}
-	plan, err := migrate.PlanFor(ctx, e.Kube, migrate.Scope{MeshNamespace: e.MeshNamespace}, native)
+	nss, err := e.Namespaces(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if len(plan.Items) == 0 {
-		return one(Skip, "no workload has classic sidecars to restart", ""), nil
+	revOf := map[string]string{}
+	for _, ns := range nss {
+		rev := ns.Labels[inventory.RevisionLabel]
+		if slices.Contains(revs, rev) && ns.Status.Phase != corev1.NamespaceTerminating && !migrate.Untouched(ns.Name, e.MeshNamespace) {
+			revOf[ns.Name] = rev
+		}
 	}
-	byNS := map[string][]resourceWorkload{}
-	var namespaces []string
-	for _, it := range plan.Items {
-		pod, err := e.Kube.CoreV1().Pods(it.Namespace).Get(ctx, it.Sample, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			continue // gone since it was listed: nothing to restart
-		}
-		if err != nil {
-			return nil, fmt.Errorf("get pod %s/%s: %w", it.Namespace, it.Sample, err)
-		}
-		w := resourceWorkload{Item: it, classic: pod, native: NativePod(pod)}
-		if it.Action == migrate.ActionRestart {
-			if w.surge, err = workloadSurge(ctx, e, it.Workload); err != nil {
-				return nil, err
-			}
-		}
-		if byNS[it.Namespace] == nil {
-			namespaces = append(namespaces, it.Namespace)
-		}
-		byNS[it.Namespace] = append(byNS[it.Namespace], w)
+	if len(revOf) == 0 {
+		return one(Skip, "no namespace is labelled for a mesh revision ("+inventory.RevisionLabel+")", ""), nil
+	}
+	tmpls, err := meshTemplates(ctx, e, revOf)
+	if err != nil {
+		return nil, err
+	}
+	if len(tmpls) == 0 {
+		return one(Skip, "no Deployment, StatefulSet or DaemonSet in a mesh namespace", ""), nil
+	}
+	lrs, err := listAll(ctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		return e.Kube.CoreV1().LimitRanges("").List(ctx, o)
+	}, func(o runtime.Object) corev1.LimitRange { return *o.(*corev1.LimitRange) })
+	if err != nil {
+		return nil, fmt.Errorf("list LimitRanges: %w", err)
+	}
+	quotas, err := listAll(ctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		return e.Kube.CoreV1().ResourceQuotas("").List(ctx, o)
+	}, func(o runtime.Object) corev1.ResourceQuota { return *o.(*corev1.ResourceQuota) })
+	if err != nil {
+		return nil, fmt.Errorf("list ResourceQuotas: %w", err)
 	}
 	nodes, err := e.NodeObjects(ctx)
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(namespaces)
+	constrained := map[string]bool{}
+	for _, l := range lrs {
+		constrained[l.Namespace] = true
+	}
+	for _, q := range quotas {
+		constrained[q.Namespace] = true
+	}
+
+	// One dry run per distinct template and revision, in a namespace of
+	// the group without a LimitRange or quota where there is one (their
+	// verdicts are computed per namespace below); a refusal is that
+	// namespace's answer, and the next namespace is tried for the rest.
+	byNS := map[string][]resourceWorkload{}
 	var out []Result
+	groups, order := groupTemplates(tmpls, revOf)
+	for _, key := range order {
+		g := groups[key]
+		sort.SliceStable(g, func(i, j int) bool { return !constrained[g[i].namespace] && constrained[g[j].namespace] })
+		var native *corev1.Pod
+		for len(g) > 0 {
+			ns := g[0].namespace
+			got, err := e.Kube.CoreV1().Pods(ns).Create(ctx, withoutResources(g[0].tmpl), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+			if err == nil {
+				native = withResourcesOf(got, g[0].tmpl)
+				break
+			}
+			// Refused in ns: say so for its workloads of the group.
+			rest := g[:0:0]
+			for _, t := range g {
+				if t.namespace != ns {
+					rest = append(rest, t)
+					continue
+				}
+				out = append(out, Result{Status: Fail,
+					Message: fmt.Sprintf("%s/%s: a new pod with a native istio-proxy is refused: %v", ns, t.name, err),
+					Hint:    "fix what refuses it (a LimitRange, a quota, a webhook or policy: see the admission check), then run precheck again",
+					Details: []string{"namespace=" + ns, "workload=" + t.name}})
+			}
+			g = rest
+		}
+		for _, t := range g {
+			byNS[t.namespace] = append(byNS[t.namespace], resourceWorkload{namespace: t.namespace, name: t.name, replicas: t.replicas,
+				native: native, classic: ClassicPod(native), surge: t.surge})
+		}
+	}
+	var namespaces []string
+	for ns := range byNS {
+		namespaces = append(namespaces, ns)
+	}
+	sort.Strings(namespaces)
+	lrsIn := map[string][]corev1.LimitRange{}
+	for _, l := range lrs {
+		lrsIn[l.Namespace] = append(lrsIn[l.Namespace], l)
+	}
+	quotasIn := map[string][]corev1.ResourceQuota{}
+	for _, q := range quotas {
+		quotasIn[q.Namespace] = append(quotasIn[q.Namespace], q)
+	}
 	for _, ns := range namespaces {
-		lrs, err := e.Kube.CoreV1().LimitRanges(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("list LimitRanges in %s: %w", ns, err)
-		}
-		quotas, err := e.Kube.CoreV1().ResourceQuotas(ns).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("list ResourceQuotas in %s: %w", ns, err)
-		}
-		found := judgeNamespace(ns, byNS[ns], lrs.Items, quotas.Items, nodes)
-		out = append(out, found...)
+		out = append(out, judgeNamespace(ns, byNS[ns], lrsIn[ns], quotasIn[ns], nodes)...)
 	}
 	return out, nil
 }
@@ -446,11 +488,11 @@ func judgeNamespace(ns string, ws []resourceWorkload, lrs []corev1.LimitRange, q
 	var out []Result
 	before, after := corev1.ResourceList{}, corev1.ResourceList{}
 	for _, w := range ws {
-		name := ns + "/" + w.Workload.String()
-		details := []string{"namespace=" + ns, "workload=" + w.Workload.String()}
+		name := ns + "/" + w.name
+		details := []string{"namespace=" + ns, "workload=" + w.name}
 		req, lim := PodRequests(w.native), PodLimits(w.native)
-		addTimes(before, PodRequests(w.classic), w.Classic)
-		addTimes(after, req, w.Classic)
+		addTimes(before, PodRequests(w.classic), int(w.replicas))
+		addTimes(after, req, int(w.replicas))
 		for i := range lrs {
 			if v := LimitRangeViolations(&lrs[i], w.native); len(v) > 0 {
 				also := ""
@@ -489,32 +531,130 @@ func judgeNamespace(ns string, ws []resourceWorkload, lrs []corev1.LimitRange, q
 	}
 	if len(out) == 0 {
 		out = append(out, Result{Status: OK,
-			Message: fmt.Sprintf("%s: ok: %d workloads, requests %s → %s", ns, len(ws), formatList(before), formatList(after)),
+			Message: fmt.Sprintf("%s: ok: %d workload(s), requests %s → %s", ns, len(ws), formatList(before), formatList(after)),
 			Details: []string{"namespace=" + ns}})
 	}
 	return out
 }
 
-// workloadSurge reads a restartable workload's strategy.
-func workloadSurge(ctx context.Context, e *Env, w inventory.Workload) (int32, error) {
+// withoutResources is the pod the dry run creates from a template: asking
+// for a native sidecar, and without the containers' own resources, so that
+// what the LimitRange and quota of the namespace say of them is judged
+// here, by name, rather than refusing the dry run (the injector's own
+// containers are judged by the API server too, and by the check).
+func withoutResources(t *corev1.PodTemplateSpec) *corev1.Pod {
+	pod := &corev1.Pod{ObjectMeta: *t.ObjectMeta.DeepCopy(), Spec: *t.Spec.DeepCopy()}
+	pod.Name, pod.GenerateName, pod.Namespace = "", ProbeApp+"-", ""
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[nativeAnnotation] = "true"
+	pod.Spec.Resources = nil
+	for i := range pod.Spec.InitContainers {
+		pod.Spec.InitContainers[i].Resources = corev1.ResourceRequirements{}
+	}
+	for i := range pod.Spec.Containers {
+		pod.Spec.Containers[i].Resources = corev1.ResourceRequirements{}
+	}
+	return pod
+}
+
+// withResourcesOf gives the injected pod's containers that come from the
+// template their resources back.
+func withResourcesOf(p *corev1.Pod, t *corev1.PodTemplateSpec) *corev1.Pod {
+	p = p.DeepCopy()
+	p.Spec.Resources = t.Spec.Resources.DeepCopy()
+	restore := func(cs []corev1.Container, from []corev1.Container) {
+		for i := range cs {
+			if j := slices.IndexFunc(from, func(c corev1.Container) bool { return c.Name == cs[i].Name }); j >= 0 {
+				cs[i].Resources = *from[j].Resources.DeepCopy()
+			}
+		}
+	}
+	restore(p.Spec.InitContainers, t.Spec.InitContainers)
+	restore(p.Spec.Containers, t.Spec.Containers)
+	return p
+}
+
+// groupTemplates groups templates that the injector treats alike: the same
+// revision, spec and annotations (labels differ per workload and do not
+// change what is injected).
+func groupTemplates(tmpls []template, revOf map[string]string) (map[string][]template, []string) {
+	groups := map[string][]template{}
+	var order []string
+	for _, t := range tmpls {
+		b, _ := json.Marshal(struct {
+			Rev         string
+			Annotations map[string]string
+			Spec        corev1.PodSpec
+		}{revOf[t.namespace], t.tmpl.Annotations, t.tmpl.Spec})
+		key := string(b)
+		if groups[key] == nil {
+			order = append(order, key)
+		}
+		groups[key] = append(groups[key], t)
+	}
+	return groups, order
+}
+
+// meshTemplates are the Deployments, StatefulSets and DaemonSets of the
+// mesh namespaces whose pods a restart would inject native: not pinned to
+// classic (sidecar.istio.io/nativeSidecar: "false") nor uninjected
+// (sidecar.istio.io/inject: "false"). Read in pages, cluster-wide.
+func meshTemplates(ctx context.Context, e *Env, revOf map[string]string) ([]template, error) {
+	var out []template
+	keep := func(ns, name string, replicas, surge int32, tmpl *corev1.PodTemplateSpec) {
+		if _, ok := revOf[ns]; !ok || tmpl.Annotations[nativeAnnotation] == "false" ||
+			tmpl.Annotations[injectKey] == "false" || tmpl.Labels[injectKey] == "false" {
+			return
+		}
+		out = append(out, template{namespace: ns, name: name, replicas: replicas, surge: surge, tmpl: tmpl})
+	}
 	apps := e.Kube.AppsV1()
-	var obj any
-	var err error
-	switch w.Kind {
-	case "Deployment":
-		obj, err = apps.Deployments(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
-	case "DaemonSet":
-		obj, err = apps.DaemonSets(w.Namespace).Get(ctx, w.Name, metav1.GetOptions{})
-	default:
-		return 0, nil
-	}
-	if apierrors.IsNotFound(err) {
-		return 0, nil
-	}
+	err := pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		return apps.Deployments("").List(ctx, o)
+	}).EachListItem(ctx, metav1.ListOptions{}, func(o runtime.Object) error {
+		d := o.(*appsv1.Deployment)
+		keep(d.Namespace, "Deployment/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), Surge(d), &d.Spec.Template)
+		return nil
+	})
 	if err != nil {
-		return 0, fmt.Errorf("get %s/%s: %w", w.Namespace, w, err)
+		return nil, fmt.Errorf("list Deployments: %w", err)
 	}
-	return Surge(obj), nil
+	err = pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		return apps.StatefulSets("").List(ctx, o)
+	}).EachListItem(ctx, metav1.ListOptions{}, func(o runtime.Object) error {
+		d := o.(*appsv1.StatefulSet)
+		keep(d.Namespace, "StatefulSet/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), Surge(d), &d.Spec.Template)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list StatefulSets: %w", err)
+	}
+	err = pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		return apps.DaemonSets("").List(ctx, o)
+	}).EachListItem(ctx, metav1.ListOptions{}, func(o runtime.Object) error {
+		d := o.(*appsv1.DaemonSet)
+		keep(d.Namespace, "DaemonSet/"+d.Name, d.Status.DesiredNumberScheduled, Surge(d), &d.Spec.Template)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list DaemonSets: %w", err)
+	}
+	return out, nil
+}
+
+// injectKey turns injection off for a pod when "false".
+const injectKey = "sidecar.istio.io/inject"
+
+// listAll reads every item of a list in pages.
+func listAll[T any](ctx context.Context, list pager.ListPageFunc, item func(runtime.Object) T) ([]T, error) {
+	var out []T
+	err := pager.New(list).EachListItem(ctx, metav1.ListOptions{}, func(o runtime.Object) error {
+		out = append(out, item(o))
+		return nil
+	})
+	return out, err
 }
 
 // NodeObjects are every node with its conditions and allocatable, read in

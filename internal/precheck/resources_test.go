@@ -12,7 +12,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
-	"github.com/meshaddon/meshaddon/internal/migrate"
 )
 
 func rl(kv ...string) corev1.ResourceList {
@@ -27,36 +26,32 @@ func ctr(name string, req, lim corev1.ResourceList) corev1.Container {
 	return corev1.Container{Name: name, Resources: corev1.ResourceRequirements{Requests: req, Limits: lim}}
 }
 
-// classicPod: a user init container "migrate", istio-init last (as Istio
-// orders a classic pod), app and istio-proxy.
-func classicPod() *corev1.Pod {
+// nativePod is what the injector makes, native: istio-init, istio-proxy
+// (restartable), then the pod's own init container "migrate", which needs
+// the network; app.
+func nativePod() *corev1.Pod {
+	proxy := ctr(inventory.ProxyContainer, rl("cpu", "100m", "memory", "128Mi"), rl("cpu", "2", "memory", "1Gi"))
+	proxy.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
 	return &corev1.Pod{Spec: corev1.PodSpec{
 		InitContainers: []corev1.Container{
-			ctr("migrate", rl("cpu", "500m", "memory", "256Mi"), rl("cpu", "500m", "memory", "256Mi")),
 			ctr("istio-init", rl("cpu", "10m", "memory", "10Mi"), rl("cpu", "10m", "memory", "10Mi")),
+			proxy,
+			ctr("migrate", rl("cpu", "500m", "memory", "256Mi"), rl("cpu", "500m", "memory", "256Mi")),
 		},
-		Containers: []corev1.Container{
-			ctr("app", rl("cpu", "200m", "memory", "64Mi"), rl("cpu", "400m", "memory", "64Mi")),
-			ctr(inventory.ProxyContainer, rl("cpu", "100m", "memory", "128Mi"), rl("cpu", "2", "memory", "1Gi")),
-		},
+		Containers: []corev1.Container{ctr("app", rl("cpu", "200m", "memory", "64Mi"), rl("cpu", "400m", "memory", "64Mi"))},
 	}}
 }
 
-func TestNativePodAndItsRequests(t *testing.T) {
-	classic := classicPod()
-	native := NativePod(classic)
-	var names []string
-	for _, c := range native.Spec.InitContainers {
-		names = append(names, c.Name)
+func classicPod() *corev1.Pod { return ClassicPod(nativePod()) }
+
+func TestClassicPodAndRequests(t *testing.T) {
+	native := nativePod()
+	classic := ClassicPod(native)
+	if got := names(classic.Spec.InitContainers) + " | " + names(classic.Spec.Containers); got != "migrate,istio-init | app,istio-proxy" {
+		t.Fatalf("classic containers: %s", got)
 	}
-	if got := strings.Join(names, ","); got != "istio-init,istio-proxy,migrate" {
-		t.Fatalf("native init containers: %s", got)
-	}
-	if p := native.Spec.InitContainers[1].RestartPolicy; p == nil || *p != corev1.ContainerRestartPolicyAlways {
-		t.Errorf("istio-proxy restartPolicy: %v", p)
-	}
-	if len(native.Spec.Containers) != 1 || len(classic.Spec.Containers) != 2 {
-		t.Errorf("containers: native %d, classic %d (the classic pod must not change)", len(native.Spec.Containers), len(classic.Spec.Containers))
+	if classic.Spec.Containers[1].RestartPolicy != nil || len(native.Spec.InitContainers) != 3 {
+		t.Errorf("the classic proxy keeps restartPolicy, or the native pod changed")
 	}
 	// Classic: max(app+proxy = 300m, migrate 500m) = 500m; native: the
 	// proxy runs beside migrate: max(300m, 500m+100m) = 600m.
@@ -69,12 +64,18 @@ func TestNativePodAndItsRequests(t *testing.T) {
 			t.Errorf("requests %s, limits %s; want cpu %s memory %s, cpu limit %s", formatList(req), formatList(lim), c.cpu, c.mem, c.lim)
 		}
 	}
-	// Without istio-init (Istio CNI) the proxy comes first.
-	noInit := classicPod()
-	noInit.Spec.InitContainers = noInit.Spec.InitContainers[:1]
-	if got := NativePod(noInit).Spec.InitContainers[0].Name; got != inventory.ProxyContainer {
-		t.Errorf("without istio-init the first init container is %s", got)
+	// A pod without a native proxy comes back as it is.
+	if got := ClassicPod(classic); names(got.Spec.Containers) != "app,istio-proxy" {
+		t.Errorf("a classic pod changed: %s", names(got.Spec.Containers))
 	}
+}
+
+func names(cs []corev1.Container) string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Name)
+	}
+	return strings.Join(out, ",")
 }
 
 func limitRange(items ...corev1.LimitRangeItem) *corev1.LimitRange {
@@ -82,7 +83,7 @@ func limitRange(items ...corev1.LimitRangeItem) *corev1.LimitRange {
 }
 
 func TestLimitRangeViolations(t *testing.T) {
-	native := NativePod(classicPod())
+	native := nativePod()
 	for _, c := range []struct {
 		name string
 		lr   *corev1.LimitRange
@@ -180,12 +181,10 @@ func TestSurgeAndQuota(t *testing.T) {
 }
 
 func TestJudgeNamespace(t *testing.T) {
-	classic := classicPod()
-	w := resourceWorkload{Item: migrate.Item{WorkloadSummary: inventory.WorkloadSummary{Workload: inventory.Workload{Kind: "Deployment", Namespace: "ns", Name: "web"}, Classic: 2}, Action: migrate.ActionRestart},
-		classic: classic, native: NativePod(classic), surge: 1}
+	w := resourceWorkload{namespace: "ns", name: "Deployment/web", replicas: 2, classic: classicPod(), native: nativePod(), surge: 1}
 	nodes := []corev1.Node{node("n", true, rl("cpu", "4", "memory", "8Gi"))}
 	got := judgeNamespace("ns", []resourceWorkload{w}, nil, nil, nodes)
-	if len(got) != 1 || got[0].Status != OK || got[0].Message != "ns: ok: 1 workloads, requests cpu 1, memory 512Mi → cpu 1200m, memory 768Mi" {
+	if len(got) != 1 || got[0].Status != OK || got[0].Message != "ns: ok: 1 workload(s), requests cpu 1, memory 512Mi → cpu 1200m, memory 768Mi" {
 		t.Errorf("clean namespace: %+v", got)
 	}
 	lr := []corev1.LimitRange{*limitRange(corev1.LimitRangeItem{Type: corev1.LimitTypePod, Max: rl("memory", "1200Mi")})}
@@ -205,5 +204,36 @@ func TestJudgeNamespace(t *testing.T) {
 	}
 	if strings.Contains(joined, "refuse the classic pod too") {
 		t.Errorf("the Pod max refuses only the native pod:\n%s", joined)
+	}
+}
+
+func TestDryRunPodKeepsTheTemplatesResourcesOut(t *testing.T) {
+	native := nativePod()
+	tmpl := &corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}}}
+	for _, c := range native.Spec.InitContainers {
+		if c.Name == "migrate" {
+			tmpl.Spec.InitContainers = append(tmpl.Spec.InitContainers, c)
+		}
+	}
+	tmpl.Spec.Containers = native.Spec.Containers
+	sent := withoutResources(tmpl)
+	if sent.Annotations[nativeAnnotation] != "true" || len(sent.Spec.InitContainers[0].Resources.Limits) != 0 || len(sent.Spec.Containers[0].Resources.Requests) != 0 {
+		t.Fatalf("the dry-run pod: %+v", sent)
+	}
+	// What the injector would send back, its own containers with their
+	// resources: the template's come back.
+	back := nativePod()
+	for i := range back.Spec.InitContainers {
+		if back.Spec.InitContainers[i].Name == "migrate" {
+			back.Spec.InitContainers[i].Resources = corev1.ResourceRequirements{}
+		}
+	}
+	back.Spec.Containers[0].Resources = corev1.ResourceRequirements{}
+	got := withResourcesOf(back, tmpl)
+	if a, b := formatList(PodRequests(got)), formatList(PodRequests(native)); a != b {
+		t.Errorf("requests after restoring: %s, want %s", a, b)
+	}
+	if tmpl.Spec.Containers[0].Resources.Requests.Cpu().IsZero() {
+		t.Error("the template was changed")
 	}
 }

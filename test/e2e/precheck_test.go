@@ -222,17 +222,16 @@ func TestPrecheckAndStatus(t *testing.T) {
 		_ = kc.CoreV1().ResourceQuotas("mix").Delete(ctx, q.Name, metav1.DeleteOptions{})
 		rep, r = runPrecheck(t, cluster)
 		got = resultsOf(rep, check)
-		if r.code != 0 || !rep.Success || !strings.Contains(strings.Join(got, "\n"), "ok: mix: ok: 2 workloads, requests ") {
+		if r.code != 0 || !rep.Success || !strings.Contains(strings.Join(got, "\n"), "ok: mix: ok: 1 workload(s), requests ") {
 			t.Errorf("precheck without them: exit %d\n%s\nfailures:\n%s", r.code, strings.Join(got, "\n"), strings.Join(failures(rep), "\n"))
 		}
-		// The native pod precheck measures is the one the real injector
-		// makes from withinit's template: same init containers, same
-		// effective request.
+		// The classic pod precheck measures "before" (precheck.ClassicPod of
+		// the injector's native pod) is withinit's real classic pod: same
+		// containers in the same order, same effective request.
 		pods, err = kc.CoreV1().Pods("mix").List(ctx, metav1.ListOptions{LabelSelector: "app=withinit"})
 		if err != nil || len(pods.Items) != 1 {
 			t.Fatalf("withinit's pod: %v %d", err, len(pods.Items))
 		}
-		model := precheck.NativePod(&pods.Items[0])
 		d, err := kc.AppsV1().Deployments("mix").Get(ctx, "withinit", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -243,11 +242,12 @@ func TestPrecheckAndStatus(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m, g := names(model.Spec.InitContainers), names(injected.Spec.InitContainers); m != g {
-			t.Errorf("init containers: precheck's native pod %s, the injector's %s", m, g)
+		model, real := precheck.ClassicPod(injected), &pods.Items[0]
+		if m, g := names(model.Spec.InitContainers)+" | "+names(model.Spec.Containers), names(real.Spec.InitContainers)+" | "+names(real.Spec.Containers); m != g {
+			t.Errorf("containers: precheck's classic pod %s, the real one %s", m, g)
 		}
-		if m, g := precheck.PodRequests(model), precheck.PodRequests(injected); !m.Memory().Equal(*g.Memory()) || !m.Cpu().Equal(*g.Cpu()) {
-			t.Errorf("effective requests: precheck's native pod %v, the injector's %v", m, g)
+		if m, g := precheck.PodRequests(model), precheck.PodRequests(real); !m.Memory().Equal(*g.Memory()) || !m.Cpu().Equal(*g.Cpu()) {
+			t.Errorf("effective requests: precheck's classic pod %v, the real one %v", m, g)
 		}
 		// Gone before the status test counts mix's pods.
 		_ = kc.AppsV1().Deployments("mix").Delete(ctx, "withinit", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)})
