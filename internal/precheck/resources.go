@@ -20,6 +20,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -395,6 +396,15 @@ func checkResources(ctx context.Context, e *Env) ([]Result, error) {
 	if len(revOf) == 0 {
 		return one(Skip, "no namespace is labelled for a mesh revision ("+inventory.RevisionLabel+")", ""), nil
 	}
+	res, err := measureResources(ctx, e, revOf)
+	if apierrors.IsForbidden(err) {
+		return one(Warn, "unmeasured: "+err.Error(), "run precheck as someone who may list Deployments, StatefulSets, DaemonSets, LimitRanges, ResourceQuotas and nodes cluster-wide and create pods (dry run) in the mesh namespaces"), nil
+	}
+	return res, err
+}
+
+// measureResources is checkResources past the namespaces.
+func measureResources(ctx context.Context, e *Env, revOf map[string]string) ([]Result, error) {
 	tmpls, err := meshTemplates(ctx, e, revOf)
 	if err != nil {
 		return nil, err
@@ -444,16 +454,18 @@ func checkResources(ctx context.Context, e *Env) ([]Result, error) {
 				native = withResourcesOf(got, g[0].tmpl)
 				break
 			}
-			// Refused in ns: say so for its workloads of the group.
+			// Refused in ns (a webhook or policy, or a webhook with side
+			// effects that a dry run cannot call: the admission check
+			// judges those): its workloads of the group are unmeasured.
 			rest := g[:0:0]
 			for _, t := range g {
 				if t.namespace != ns {
 					rest = append(rest, t)
 					continue
 				}
-				out = append(out, Result{Status: Fail,
-					Message: fmt.Sprintf("%s/%s: a new pod with a native istio-proxy is refused: %v", ns, t.name, err),
-					Hint:    "fix what refuses it (a LimitRange, a quota, a webhook or policy: see the admission check), then run precheck again",
+				out = append(out, Result{Status: Warn,
+					Message: fmt.Sprintf("%s/%s: unmeasured: the dry run of its pod with a native istio-proxy was refused: %v", ns, t.name, err),
+					Hint:    "see the admission check for that namespace; once a pod of it is admitted, run precheck again",
 					Details: []string{"namespace=" + ns, "workload=" + t.name}})
 			}
 			g = rest
