@@ -438,8 +438,9 @@ func measureResources(ctx context.Context, e *Env, revOf map[string]string) ([]R
 
 	// One dry run per distinct template and revision, in a namespace of
 	// the group without a LimitRange or quota where there is one (their
-	// verdicts are computed per namespace below); a refusal is that
-	// namespace's answer, and the next namespace is tried for the rest.
+	// verdicts are computed per namespace below); a refusal leaves the
+	// group's workloads in that namespace unmeasured, and the next
+	// namespace is tried for the rest.
 	byNS := map[string][]resourceWorkload{}
 	var out []Result
 	groups, order := groupTemplates(tmpls, revOf)
@@ -509,7 +510,7 @@ func judgeNamespace(ns string, ws []resourceWorkload, lrs []corev1.LimitRange, q
 			if v := LimitRangeViolations(&lrs[i], w.native); len(v) > 0 {
 				also := ""
 				if len(LimitRangeViolations(&lrs[i], w.classic)) > 0 {
-					also = " (it would refuse the classic pod too: the LimitRange is newer than the pod)"
+					also = " (it would refuse the classic pod too: a restart is refused with or without native sidecars)"
 				}
 				out = append(out, Result{Status: Fail,
 					Message: fmt.Sprintf("%s: a new pod with a native istio-proxy would be refused: %s%s", name, strings.Join(v, "; "), also),
