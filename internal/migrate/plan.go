@@ -34,6 +34,8 @@ type Item struct {
 const (
 	ActionRestart = "restart"
 	ActionReport  = "report"
+	// ActionRefuse: a restart precheck refused (Advice says why).
+	ActionRefuse = "refuse"
 )
 
 // Plan is what migrate will do, in order.
@@ -41,6 +43,23 @@ type Plan struct {
 	Items []Item `json:"items"`
 	// NativeRevisions are the revisions whose istiod injects native now.
 	NativeRevisions []string `json:"nativeRevisions"`
+}
+
+// Refuse turns the restarts that why refuses (a non-empty reason) into
+// refusals, and says how many.
+func (p *Plan) Refuse(why func(namespace, workload string) string) int {
+	n := 0
+	for i := range p.Items {
+		it := &p.Items[i]
+		if it.Action != ActionRestart {
+			continue
+		}
+		if reason := why(it.Namespace, it.Workload.String()); reason != "" {
+			it.Action, it.Advice = ActionRefuse, "refused by precheck: "+reason
+			n++
+		}
+	}
+	return n
 }
 
 // Restarts counts the workloads to restart.
@@ -66,6 +85,12 @@ type Scope struct {
 // never lists namespaces migrate never touches.
 var never = map[string]bool{"kube-system": true, "kube-public": true, "kube-node-lease": true}
 
+// Untouched is true for the namespaces migrate never restarts anything in:
+// the system's and the mesh's own.
+func Untouched(namespace, meshNamespace string) bool {
+	return never[namespace] || namespace == meshNamespace
+}
+
 // BuildPlan finds the workloads with classic pods whose revision's istiod
 // now injects native, in namespaces that are in the mesh.
 func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Plan, error) {
@@ -86,7 +111,7 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 			if r.Mode != inventory.Classic || !native[r.Revision] || r.Override == "false" {
 				continue
 			}
-			if never[r.Namespace] || r.Namespace == scope.MeshNamespace || !meshNS[r.Namespace] {
+			if Untouched(r.Namespace, scope.MeshNamespace) || !meshNS[r.Namespace] {
 				continue
 			}
 			kept = append(kept, r)
@@ -102,7 +127,10 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
 	p := &Plan{}
-	for r := range native {
+	for r, on := range native {
+		if !on {
+			continue
+		}
 		p.NativeRevisions = append(p.NativeRevisions, r)
 	}
 	sort.Strings(p.NativeRevisions)

@@ -45,6 +45,7 @@ const (
 	Failed     = "failed"      // see Message
 	Skipped    = "skipped"     // nothing to wait on (OnDelete, zero replicas): see Message
 	Reported   = "reported"    // not restartable by migrate: see the plan's advice
+	Refused    = "refused"     // precheck failed for it: see Message
 	NotStarted = "not started" // an earlier failure stopped the run
 )
 
@@ -90,7 +91,11 @@ func (r *Runner) Run(ctx context.Context, p *Plan) []Result {
 		}
 	}
 	for i, it := range p.Items {
-		if it.Action != ActionRestart {
+		switch it.Action {
+		case ActionRefuse:
+			results[i] = Result{Workload: it.Workload, Outcome: Refused, Message: it.Advice}
+			continue
+		case ActionReport:
 			results[i] = Result{Workload: it.Workload, Outcome: Reported, Message: it.Advice}
 			continue
 		}

@@ -60,3 +60,26 @@ func TestResumes(t *testing.T) {
 		})
 	}
 }
+
+func TestRefusedRestartsAreNotStarted(t *testing.T) {
+	item := func(ns, kind, name, action string) Item {
+		return Item{WorkloadSummary: inventory.WorkloadSummary{Workload: inventory.Workload{Kind: kind, Namespace: ns, Name: name}}, Action: action}
+	}
+	p := &Plan{Items: []Item{
+		item("hostile", "Deployment", "a", ActionRestart),
+		item("mix", "Deployment", "withinit", ActionRestart),
+		item("hostile", "Job", "j", ActionReport),
+	}}
+	why := map[string]string{"hostile/Deployment/a": "refused there", "mix/Deployment/withinit": "LimitRange lr", "hostile/Job/j": "not a restart"}
+	if n := p.Refuse(func(ns, w string) string { return why[ns+"/"+w] }); n != 2 || p.Restarts() != 0 {
+		t.Fatalf("refused %d, restarts left %d; want 2 and 0", n, p.Restarts())
+	}
+	// Nothing restarts, so the runner needs no API server.
+	res := (&Runner{Concurrency: 1}).Run(t.Context(), p)
+	want := []string{"refused: refused by precheck: refused there", "refused: refused by precheck: LimitRange lr", "reported: "}
+	for i, r := range res {
+		if got := r.Outcome + ": " + r.Message; got != want[i] {
+			t.Errorf("%s: %q, want %q", r.Workload, got, want[i])
+		}
+	}
+}

@@ -128,7 +128,9 @@ func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhoo
 	var keys []string
 	for _, ns := range nss {
 		rev := ns.Labels[inventory.RevisionLabel]
-		if !slices.Contains(revisions, rev) {
+		// A namespace being deleted takes no new pod: a probe there would
+		// be refused for that alone.
+		if !slices.Contains(revisions, rev) || ns.Status.Phase == corev1.NamespaceTerminating {
 			continue
 		}
 		var match []PodWebhook
@@ -253,6 +255,9 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 			continue
 		}
 		if r := dryRun(ctx, e, g.namespaces[0], probe.DeepCopy(), where, probeWebhooks); r != nil {
+			for _, ns := range g.namespaces {
+				r.Details = append(r.Details, "namespace="+ns)
+			}
 			out = append(out, *r)
 			continue
 		}
@@ -275,6 +280,7 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 		pod.Annotations[nativeAnnotation] = "true"
 		where := fmt.Sprintf("%s/%s (its pod labels meet other webhooks than the probe's)", smp.namespace, smp.workload)
 		if r := dryRun(ctx, e, smp.namespace, pod, where, smp.webhooks); r != nil {
+			r.Details = append(r.Details, "namespace="+smp.namespace, "workload="+smp.workload)
 			out = append(out, *r)
 		}
 	}

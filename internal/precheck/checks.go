@@ -32,6 +32,7 @@ var Checks = []Check{
 	{Group: "Mesh", Name: "istio-injection label", Run: checkInjectionLabel},
 	{Group: "Injection", Name: "ENABLE_NATIVE_SIDECARS", Run: checkInjection},
 	{Group: "Admission", Name: "native sidecar admitted in each mesh namespace", Run: checkAdmission},
+	{Group: "Resources", Name: "requests, limits and quotas of native pods", Run: checkResources},
 	{Group: "Workloads", Name: "pods by mode", Run: checkPodModes},
 	{Group: "Workloads", Name: "per-pod overrides", Run: checkOverrides},
 	{Group: "Workloads", Name: "jobs with classic sidecars", Run: checkJobs},

@@ -3,14 +3,24 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+
+	"github.com/meshaddon/meshaddon/internal/precheck"
+	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
 )
 
 // precheckReport is the part of `precheck -o json` the tests read.
@@ -72,6 +82,9 @@ func TestPrecheckAndStatus(t *testing.T) {
 		createNamespace(t, kc, "mix", "asm-1-27")
 		// On a system node: the old pool's upgrade below drains its nodes.
 		createPod(t, kc, "mix", "classic", poolNodes(t, kc, "system")[0], nil)
+		// A Deployment with classic pods and an init container of its own,
+		// for the resource check below.
+		createWithInit(t, kc)
 		rep, r := runPrecheck(t, cluster)
 		if r.code != 1 || rep.Success {
 			t.Fatalf("precheck with a 1.28 pool: exit %d, success %v", r.code, rep.Success)
@@ -145,6 +158,103 @@ func TestPrecheckAndStatus(t *testing.T) {
 		}
 		_ = kc.CoreV1().Namespaces().Delete(context.Background(), "hostile", metav1.DeleteOptions{})
 		_ = kc.AppsV1().Deployments("mix").Delete(context.Background(), "legacy", metav1.DeleteOptions{})
+	})
+
+	t.Run("resources: a LimitRange the native proxy breaks and a quota without room for the surge, in mix only", func(t *testing.T) {
+		const check = "requests, limits and quotas of native pods"
+		ctx := context.Background()
+		// Classic, withinit's pod limits memory 1Gi (its init container
+		// 900Mi runs alone); native, the proxy's 1Gi runs beside it.
+		lr := &corev1.LimitRange{ObjectMeta: metav1.ObjectMeta{Name: "pod-bounds"}, Spec: corev1.LimitRangeSpec{Limits: []corev1.LimitRangeItem{
+			{Type: corev1.LimitTypePod, Max: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1500Mi")}}}}}
+		if _, err := kc.CoreV1().LimitRanges("mix").Create(ctx, lr, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// Room for one more pod (the admission probe), not for withinit's
+		// surge of 2.
+		pods, err := kc.CoreV1().Pods("mix").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-surge-room"}, Spec: corev1.ResourceQuotaSpec{
+			Hard: corev1.ResourceList{corev1.ResourcePods: *resource.NewQuantity(int64(len(pods.Items)+1), resource.DecimalSI)}}}
+		if _, err := kc.CoreV1().ResourceQuotas("mix").Create(ctx, q, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "the quota's usage", func(ctx context.Context) (bool, string) {
+			got, err := kc.CoreV1().ResourceQuotas("mix").Get(ctx, q.Name, metav1.GetOptions{})
+			if err != nil {
+				return false, err.Error()
+			}
+			_, ok := got.Status.Used[corev1.ResourcePods]
+			return ok, fmt.Sprint(got.Status)
+		})
+		rep, r := runPrecheck(t, cluster)
+		got := resultsOf(rep, check)
+		if r.code != 1 || rep.Success {
+			t.Errorf("precheck with the LimitRange and the quota: exit %d\n%s", r.code, strings.Join(failures(rep), "\n"))
+		}
+		var limited, quota bool
+		for _, l := range got {
+			switch {
+			case strings.HasPrefix(l, "fail: mix/Deployment/withinit: ") && strings.Contains(l, "LimitRange pod-bounds: the pod: memory limit") &&
+				strings.Contains(l, "above the maximum 1500Mi") && !strings.Contains(l, "classic pod too"):
+				limited = true
+			case strings.HasPrefix(l, "warn: mix/Deployment/withinit: ResourceQuota no-surge-room has no room for the restart's surge of 2 pod(s)") && strings.Contains(l, "short of pods 1"):
+				quota = true
+			case !strings.HasPrefix(l, "ok: "):
+				t.Errorf("a finding elsewhere or unexpected: %s", l)
+			}
+		}
+		if !limited || !quota {
+			t.Errorf("resource results (want withinit refused by pod-bounds, its surge short of a pod in no-surge-room):\n%s", strings.Join(got, "\n"))
+		}
+		// migrate refuses withinit alone, says why, and exits 1; the quota's
+		// warning refuses nothing.
+		mr := meshaddon(t, "migrate", "-A", "--dry-run", "--kubeconfig", kcfg)
+		if mr.code != 1 || !strings.Contains(mr.stdout, "refuse mix/Deployment/withinit (1 classic pods): refused by precheck: mix/Deployment/withinit: a new pod with a native istio-proxy would be refused: LimitRange pod-bounds") ||
+			!strings.Contains(mr.stdout, "report mix/Pod/classic") || !strings.Contains(mr.stdout, "0 workload(s) would be restarted, 1 refused") ||
+			!strings.Contains(mr.stderr, "precheck refused 1 workload(s)") {
+			t.Errorf("migrate --dry-run with withinit refused: %s", mr)
+		}
+		// Both removed: the same cluster passes.
+		_ = kc.CoreV1().LimitRanges("mix").Delete(ctx, lr.Name, metav1.DeleteOptions{})
+		_ = kc.CoreV1().ResourceQuotas("mix").Delete(ctx, q.Name, metav1.DeleteOptions{})
+		rep, r = runPrecheck(t, cluster)
+		got = resultsOf(rep, check)
+		if r.code != 0 || !rep.Success || !strings.Contains(strings.Join(got, "\n"), "ok: mix: ok: 1 workload(s), requests ") {
+			t.Errorf("precheck without them: exit %d\n%s\nfailures:\n%s", r.code, strings.Join(got, "\n"), strings.Join(failures(rep), "\n"))
+		}
+		// The classic pod precheck measures "before" (precheck.ClassicPod of
+		// the injector's native pod) is withinit's real classic pod: same
+		// containers in the same order, same effective request.
+		pods, err = kc.CoreV1().Pods("mix").List(ctx, metav1.ListOptions{LabelSelector: "app=withinit"})
+		if err != nil || len(pods.Items) != 1 {
+			t.Fatalf("withinit's pod: %v %d", err, len(pods.Items))
+		}
+		d, err := kc.AppsV1().Deployments("mix").Get(ctx, "withinit", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &corev1.Pod{ObjectMeta: *d.Spec.Template.ObjectMeta.DeepCopy(), Spec: *d.Spec.Template.Spec.DeepCopy()}
+		tmpl.GenerateName, tmpl.Annotations[nativeAnnot] = "withinit-", "true"
+		injected, err := kc.CoreV1().Pods("mix").Create(ctx, tmpl, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		model, real := precheck.ClassicPod(injected), &pods.Items[0]
+		if m, g := names(model.Spec.InitContainers)+" | "+names(model.Spec.Containers), names(real.Spec.InitContainers)+" | "+names(real.Spec.Containers); m != g {
+			t.Errorf("containers: precheck's classic pod %s, the real one %s", m, g)
+		}
+		if m, g := precheck.PodRequests(model), precheck.PodRequests(real); !m.Memory().Equal(*g.Memory()) || !m.Cpu().Equal(*g.Cpu()) {
+			t.Errorf("effective requests: precheck's classic pod %v, the real one %v", m, g)
+		}
+		// Gone before the status test counts mix's pods.
+		_ = kc.AppsV1().Deployments("mix").Delete(ctx, "withinit", metav1.DeleteOptions{PropagationPolicy: ptr.To(metav1.DeletePropagationForeground)})
+		waitFor(t, time.Minute, "withinit's pods gone", func(ctx context.Context) (bool, string) {
+			list, err := kc.CoreV1().Pods("mix").List(ctx, metav1.ListOptions{LabelSelector: "app=withinit"})
+			return err == nil && len(list.Items) == 0, fmt.Sprint(err)
+		})
 	})
 
 	t.Run("status classifies native, classic, overridden and uninjected pods as kubectl shows them", func(t *testing.T) {
@@ -280,6 +390,62 @@ func TestPrecheckAndStatus(t *testing.T) {
 }
 
 // TestPrecheckInjectionSettings: unset, false and true each reported right.
+// failures are the failing results of every check.
+func failures(rep precheckReport) []string {
+	var out []string
+	for _, g := range rep.Groups {
+		for _, c := range g.Checks {
+			for _, r := range c.Results {
+				if r.Status == "fail" {
+					out = append(out, c.Name+": "+r.Message)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// createWithInit makes mix/withinit while istiod still injects classic: one
+// pod on the system pool (the old pool's upgrade drains the others), an init
+// container with a 900Mi limit, the proxy's memory pinned at 128Mi..1Gi, and
+// maxSurge 2.
+func createWithInit(t *testing.T, kc kubernetes.Interface) {
+	t.Helper()
+	labels := map[string]string{"app": "withinit"}
+	mem := func(s string) corev1.ResourceList {
+		return corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(s)}
+	}
+	surge := intstr.FromInt32(2)
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "withinit", Namespace: "mix"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &surge}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
+					"sidecar.istio.io/proxyMemory": "128Mi", "sidecar.istio.io/proxyMemoryLimit": "1Gi"}},
+				Spec: corev1.PodSpec{
+					NodeSelector: map[string]string{nodepool.PoolLabel: "system"},
+					InitContainers: []corev1.Container{{Name: "setup", Image: "registry.k8s.io/pause:3.10",
+						Resources: corev1.ResourceRequirements{Requests: mem("900Mi"), Limits: mem("900Mi")}}},
+					Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
+				},
+			},
+		},
+	}
+	if _, err := kc.AppsV1().Deployments("mix").Create(context.Background(), d, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "withinit's classic pod", func(ctx context.Context) (bool, string) {
+		list, err := kc.CoreV1().Pods("mix").List(ctx, metav1.ListOptions{LabelSelector: "app=withinit"})
+		if err != nil || len(list.Items) == 0 {
+			return false, fmt.Sprint(err)
+		}
+		return container(list.Items[0].Spec.Containers, "istio-proxy") != nil, names(list.Items[0].Spec.Containers)
+	})
+}
+
 func TestPrecheckInjectionSettings(t *testing.T) {
 	const cluster = "unset"
 	kc := upCluster(t, cluster, "--pool", "system="+currentVersion+":1", "--revision", "asm-1-27", "--native-sidecars", "unset", "--manager=false")

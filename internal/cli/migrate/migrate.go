@@ -85,10 +85,11 @@ classic and back) are restarted again by the next one.`,
 			if _, err := kc.Discovery().ServerVersion(); err != nil {
 				return exitcode.Wrap(exitcode.Usage, fmt.Errorf("cannot reach the cluster at %s: %v", c.Config.Host, err))
 			}
-			if err := o.precheck(cmd.Context(), &precheck.Env{Kube: kc, Client: c.Client, MeshNamespace: o.MeshNamespace, Policy: meshversion.DefaultPolicy}); err != nil {
+			refused, err := o.precheck(cmd.Context(), &precheck.Env{Kube: kc, Client: c.Client, MeshNamespace: o.MeshNamespace, Policy: meshversion.DefaultPolicy})
+			if err != nil {
 				return err
 			}
-			return o.Run(cmd.Context(), kc, ns)
+			return o.Run(cmd.Context(), kc, ns, refused)
 		},
 	}
 	f := cmd.Flags()
@@ -121,53 +122,53 @@ func (o *Options) Validate() error {
 	return nil
 }
 
-// precheck refuses to start when a check fails, unless told to skip.
-func (o *Options) precheck(ctx context.Context, env *precheck.Env) error {
+// precheck refuses to start when a check fails for the whole cluster,
+// unless told to skip. Failures of the admission proof and the resource
+// check stand for the namespaces and workloads they name: those are
+// returned, printed, and refused; the rest goes on.
+func (o *Options) precheck(ctx context.Context, env *precheck.Env) (precheck.Refusals, error) {
 	if o.SkipPrecheck {
 		fmt.Fprintln(o.ErrOut, "warning: --skip-precheck: migrating without checking that the cluster is ready; pods restarted now may come back classic or hang in Init")
-		return nil
+		return precheck.Refusals{}, nil
 	}
 	r := precheck.Run(ctx, env, precheck.Checks)
-	if r.Success {
-		return nil
+	refused, global := r.Split()
+	if global != nil {
+		precheckcli.PrintText(o.ErrOut, global)
+		return refused, exitcode.Wrap(exitcode.Failure, fmt.Errorf("precheck failed, so nothing was restarted: fix the checks above (meshaddon precheck), or pass --skip-precheck"))
 	}
-	failing := &precheck.Report{Summary: r.Summary}
-	for _, g := range r.Groups {
-		fg := precheck.GroupReport{Name: g.Name}
-		for _, c := range g.Checks {
-			var bad []precheck.Result
-			for _, res := range c.Results {
-				if res.Status == precheck.Fail {
-					bad = append(bad, res)
-				}
-			}
-			if len(bad) > 0 {
-				fg.Checks = append(fg.Checks, precheck.CheckReport{Name: c.Name, Results: bad})
-			}
-		}
-		if len(fg.Checks) > 0 {
-			failing.Groups = append(failing.Groups, fg)
-		}
+	if !refused.Empty() {
+		fmt.Fprintln(o.ErrOut, "precheck failed for some namespaces or workloads: migrate does not restart those (each is listed with why) and goes on with the rest; run meshaddon precheck for the details")
 	}
-	precheckcli.PrintText(o.ErrOut, failing)
-	return exitcode.Wrap(exitcode.Failure, fmt.Errorf("precheck failed, so nothing was restarted: fix the checks above (meshaddon precheck), or pass --skip-precheck"))
+	return refused, nil
 }
 
-// Run builds the plan and carries it out.
-func (o *Options) Run(ctx context.Context, kc kubernetes.Interface, namespace string) error {
+// Run builds the plan and carries it out, but for the restarts precheck
+// refused: those are reported with why, and the run exits 1.
+func (o *Options) Run(ctx context.Context, kc kubernetes.Interface, namespace string, refused precheck.Refusals) error {
 	plan, err := migrate.BuildPlan(ctx, kc, migrate.Scope{Namespace: namespace, Selector: o.Selector, MeshNamespace: o.MeshNamespace, NamespaceOrder: o.NamespaceOrder})
 	if err != nil {
 		return err
 	}
+	nRefused := plan.Refuse(refused.Why)
+	refusedErr := func() error {
+		if nRefused == 0 {
+			return nil
+		}
+		return exitcode.Wrap(exitcode.Failure, fmt.Errorf("precheck refused %d workload(s) (listed as refused, with why): fix what precheck names (meshaddon precheck), then run meshaddon migrate again to restart them", nRefused))
+	}
 	if o.DryRun {
 		if ok, err := output.Structured(o.Out, o.Output, plan); ok {
-			return err
+			if err != nil {
+				return err
+			}
+			return refusedErr()
 		}
 		fmt.Fprint(o.Out, plan.String())
-		fmt.Fprintf(o.Out, "dry run: %d workload(s) would be restarted, %d reported\n", plan.Restarts(), len(plan.Items)-plan.Restarts())
-		return nil
+		fmt.Fprintf(o.Out, "dry run: %d workload(s) would be restarted, %d refused, %d reported\n", plan.Restarts(), nRefused, len(plan.Items)-plan.Restarts()-nRefused)
+		return refusedErr()
 	}
-	if plan.Restarts() == 0 {
+	if plan.Restarts() == 0 && nRefused == 0 {
 		fmt.Fprintln(o.ErrOut, "Nothing to restart: no Deployment, StatefulSet or DaemonSet in scope has classic sidecars from a revision that injects native now.")
 	}
 	progress := newProgress(o.ErrOut, plan.Restarts())
@@ -200,7 +201,7 @@ func (o *Options) Run(ctx context.Context, kc kubernetes.Interface, namespace st
 	if ctx.Err() != nil {
 		return exitcode.Wrap(exitcode.Failure, fmt.Errorf("interrupted: run meshaddon migrate again to continue"))
 	}
-	return nil
+	return refusedErr()
 }
 
 // progress shows a bar on a terminal, plain lines otherwise.
