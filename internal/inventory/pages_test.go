@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -22,33 +21,15 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/meshaddon/meshaddon/internal/testbed/cache"
+	"github.com/meshaddon/meshaddon/internal/testenv"
 )
 
 // startAPIServer runs a real kube-apiserver and etcd (envtest, from the
 // test bed's cache) for one test.
 func startAPIServer(t *testing.T) *rest.Config {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a real API server")
-	}
-	c, err := cache.New(os.Stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assets, err := c.EnvtestAssets(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := &envtest.Environment{BinaryAssetsDirectory: assets}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	return cfg
+	return testenv.Start(t)
 }
 
 // expiringProxy stands between the readers and a real API server, on

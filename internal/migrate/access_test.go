@@ -3,7 +3,6 @@ package migrate_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +21,7 @@ import (
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/migrate"
 	"github.com/meshaddon/meshaddon/internal/precheck"
-	"github.com/meshaddon/meshaddon/internal/testbed/cache"
+	"github.com/meshaddon/meshaddon/internal/testenv"
 )
 
 const meshNS = "aks-istio-system"
@@ -37,24 +36,9 @@ const meshNS = "aks-istio-system"
 // restart ends in "no progress" after its short timeout, having made every
 // request a real run makes (get, patch, list and watch, the pods).
 func TestRequiredAccess(t *testing.T) {
-	if testing.Short() {
-		t.Skip("envtest: a real kube-apiserver and etcd")
-	}
 	ctx := context.Background()
-	c, err := cache.New(os.Stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assets, err := c.EnvtestAssets(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := &envtest.Environment{BinaryAssetsDirectory: assets}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	env := testenv.Environment(t)
+	cfg := env.Config
 	admin := kubernetes.NewForConfigOrDie(cfg)
 	workloads := world(t, admin)
 

@@ -2,8 +2,6 @@ package precheck
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,12 +10,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/metadata"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/kube"
-	"github.com/meshaddon/meshaddon/internal/testbed/cache"
+	"github.com/meshaddon/meshaddon/internal/testenv"
 )
 
 // Precheck trusts the manager's census only while the manager confirms it
@@ -25,28 +22,8 @@ import (
 // asked, it lists the pods and says why. Against a real API server
 // (envtest): the freshness check is a watch the server answers.
 func TestPodsFromCensusOrListing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a real API server")
-	}
 	ctx := context.Background()
-	c, err := cache.New(os.Stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assets, err := c.EnvtestAssets(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	cfg := testenv.Start(t)
 	clients, err := kube.ForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)

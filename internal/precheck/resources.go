@@ -30,6 +30,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
+	"github.com/meshaddon/meshaddon/internal/meshversion"
 	"github.com/meshaddon/meshaddon/internal/migrate"
 )
 
@@ -204,7 +205,7 @@ func NodeFit(req corev1.ResourceList, nodes []corev1.Node) (fits bool, largest s
 	var best *corev1.Node
 	for i := range nodes {
 		n := &nodes[i]
-		if !nodeReady(n) {
+		if !meshversion.IsReady(n) {
 			continue
 		}
 		if len(lacking(req, n.Status.Allocatable)) == 0 {
@@ -218,15 +219,6 @@ func NodeFit(req corev1.ResourceList, nodes []corev1.Node) (fits bool, largest s
 		return false, "", nil, req
 	}
 	return false, best.Name, best.Status.Allocatable, lacking(req, best.Status.Allocatable)
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func larger(a, b corev1.ResourceList) bool {

@@ -2,8 +2,6 @@ package precheck
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +13,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/meshaddon/meshaddon/internal/kube"
-	"github.com/meshaddon/meshaddon/internal/testbed/cache"
+	"github.com/meshaddon/meshaddon/internal/testenv"
 )
 
 // The resource check against a real API server (envtest): templates read
@@ -27,25 +24,8 @@ import (
 // run the API server refuses (a ValidatingAdmissionPolicy) reported as
 // unmeasured, never as a pass or a resource failure.
 func TestResourcesAgainstAnAPIServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs a real API server")
-	}
 	ctx := context.Background()
-	c, err := cache.New(os.Stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assets, err := c.EnvtestAssets(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := &envtest.Environment{BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}, ErrorIfCRDPathMissing: true}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
+	cfg := testenv.Start(t)
 	clients, err := kube.ForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package testbed
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/config"
@@ -39,20 +37,11 @@ const FeatureDelay = 3 * time.Second
 // InstallCRDs creates or updates the meshaddon.dev CRDs and waits until the
 // API server serves them.
 func InstallCRDs(ctx context.Context, cl client.Client) error {
-	files, err := fs.Glob(config.CRDs, "crd/bases/*.yaml")
+	crds, err := config.CRDObjects()
 	if err != nil {
 		return err
 	}
-	for _, f := range files {
-		data, err := config.CRDs.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := yaml.Unmarshal(data, crd); err != nil {
-			return fmt.Errorf("%s: %w", f, err)
-		}
-		crd.TypeMeta = metav1.TypeMeta{APIVersion: "apiextensions.k8s.io/v1", Kind: "CustomResourceDefinition"}
+	for _, crd := range crds {
 		if err := cl.Patch(ctx, crd, client.Apply, client.FieldOwner("meshaddon-testbed"), client.ForceOwnership); err != nil {
 			return fmt.Errorf("install CRD %s: %w", crd.Name, err)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,12 +14,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/cli/mesh"
 	"github.com/meshaddon/meshaddon/internal/kube"
-	"github.com/meshaddon/meshaddon/internal/testbed/cache"
+	"github.com/meshaddon/meshaddon/internal/testenv"
 )
 
 // A real kube-apiserver and etcd (envtest, from the test bed's cache).
@@ -39,26 +37,13 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	c, err := cache.New(os.Stderr)
+	cfg, stopEnv, err := testenv.StartMain()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	assets, err := c.EnvtestAssets(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	if restCfg, err = env.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "start envtest:", err)
-		return 1
-	}
-	defer func() { _ = env.Stop() }()
+	defer stopEnv()
+	restCfg = cfg
 	clients, err := kube.ForConfig(restCfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -3,8 +3,6 @@ package armserver
 import (
 	"context"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,13 +11,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/meshaddon/meshaddon/internal/azure"
 	"github.com/meshaddon/meshaddon/internal/kube"
-	"github.com/meshaddon/meshaddon/internal/testbed/cache"
 	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
 	"github.com/meshaddon/meshaddon/internal/testbed/stage"
+	"github.com/meshaddon/meshaddon/internal/testenv"
 )
 
 // TestOperationsOutliveRestart runs the endpoint on a real API server
@@ -30,28 +27,8 @@ import (
 // operation after another restart. An upgrade stopped while its surge node
 // starts is finished with that surge node, not another.
 func TestOperationsOutliveRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("envtest: a real kube-apiserver and etcd")
-	}
 	ctx := context.Background()
-	c, err := cache.New(os.Stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	assets, err := c.EnvtestAssets(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := &envtest.Environment{
-		BinaryAssetsDirectory: assets,
-		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "..", "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	cfg := testenv.Start(t)
 	clients, err := kube.ForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
