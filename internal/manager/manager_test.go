@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -446,60 +445,6 @@ func TestNewClusterQualifiesAndDriftIsReverted(t *testing.T) {
 	waitEvent(t, "DriftReverted", "was changed to false outside the add-on")
 }
 
-// freezeIstiod installs a ValidatingAdmissionPolicy that refuses every
-// update of the istiod Deployments, saying msg, and waits until the API
-// server enforces it. The returned func removes it.
-func freezeIstiod(t *testing.T, msg string) (unfreeze func()) {
-	t.Helper()
-	ctx := context.Background()
-	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "freeze-istiod"},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments"}},
-				},
-			}}},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: "!(object.metadata.namespace == '" + meshNS + "' && object.metadata.name.startsWith('istiod-'))",
-				Message:    msg,
-			}},
-		},
-	}
-	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "freeze-istiod"},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        policy.Name,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-		},
-	}
-	for _, o := range []client.Object{policy, binding} {
-		if err := cl.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	unfreeze = func() {
-		_ = cl.Delete(ctx, binding)
-		_ = cl.Delete(ctx, policy)
-	}
-	t.Cleanup(unfreeze)
-	// The API server loads policies asynchronously: probe with a dry run.
-	probe := "istiod-freeze-probe"
-	addIstiod(t, probe, "unset")
-	eventually(t, 10*time.Second, "the policy refuses istiod updates", func() (bool, string) {
-		var d appsv1.Deployment
-		if err := cl.Get(ctx, client.ObjectKey{Namespace: meshNS, Name: manager.IstiodDeployment(probe)}, &d); err != nil {
-			return false, err.Error()
-		}
-		d.Spec.Template.Annotations = map[string]string{"probe": time.Now().String()}
-		err := cl.Update(ctx, &d, client.DryRunAll)
-		return err != nil && strings.Contains(err.Error(), msg), fmt.Sprint(err)
-	})
-	return unfreeze
-}
-
 // When the API server refuses the manager's write, status keeps the
 // decision apart from what istiod has, says why Reconciled is False, a
 // forced reconcile fails naming it, and the manager retries on its own.
@@ -507,7 +452,7 @@ func TestRefusedWriteIsNotReconciled(t *testing.T) {
 	const frozen = "istiod is frozen for maintenance"
 	addNode(t, "aks-system-vmss000000", "system", "v1.34.4", true)
 	addIstiod(t, "asm-1-27", "false")
-	unfreeze := freezeIstiod(t, frozen)
+	unfreeze := testenv.FreezeIstiod(t, cl, meshNS, frozen)
 	addProfile(t, v1alpha1.MeshProfileSpec{Revisions: []string{"asm-1-27"}, NativeSidecarMode: "Enabled"})
 
 	c := waitCondition(t, v1alpha1.ConditionReconciled, metav1.ConditionFalse, frozen)

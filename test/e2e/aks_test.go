@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -18,13 +17,12 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/containerservice/armcontainerservice/v8"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/azure"
+	"github.com/meshaddon/meshaddon/internal/testenv"
 )
 
 // armEnv runs `local arm-env` and returns its exports as NAME=VALUE, the
@@ -266,7 +264,7 @@ func TestAKSProvider(t *testing.T) {
 	t.Run("a refused write of istiod fails reconcile, locally and through ARM, until it is allowed", func(t *testing.T) {
 		const frozen = "aks-istio-system is frozen for maintenance"
 		cl := ctrlClientFor(t, cluster)
-		unfreeze := freezeIstiod(t, cl, frozen)
+		unfreeze := testenv.FreezeIstiod(t, cl, istioNS, frozen)
 		// Disabled needs istiod written false; the API server refuses it.
 		setMode(t, cl, "Disabled")
 		waitConditionE2E(t, cl, v1alpha1.ConditionReconciled, metav1.ConditionFalse, "istiod-asm-1-27", frozen)
@@ -335,70 +333,4 @@ func TestAKSProvider(t *testing.T) {
 			})
 		}
 	})
-}
-
-// freezeIstiod installs a ValidatingAdmissionPolicy refusing every update
-// of the istiod Deployments with msg, as a cluster's own policy might, and
-// waits until the API server enforces it. unfreeze removes it and waits
-// until updates pass again.
-func freezeIstiod(t *testing.T, cl client.Client, msg string) (unfreeze func()) {
-	t.Helper()
-	ctx := context.Background()
-	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: "freeze-istiod"},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
-			FailurePolicy: to.Ptr(admissionregistrationv1.Fail),
-			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
-				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments"}},
-				},
-			}}},
-			Validations: []admissionregistrationv1.Validation{{
-				Expression: "!(object.metadata.namespace == '" + istioNS + "' && object.metadata.name.startsWith('istiod-'))",
-				Message:    msg,
-			}},
-		},
-	}
-	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "freeze-istiod"},
-		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
-			PolicyName:        policy.Name,
-			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
-		},
-	}
-	for _, o := range []client.Object{policy, binding} {
-		if err := cl.Create(ctx, o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// A dry-run update of istiod tells whether the API server enforces it.
-	probe := func(ctx context.Context) error {
-		var list appsv1.DeploymentList
-		if err := cl.List(ctx, &list, client.InNamespace(istioNS), client.MatchingLabels{"app": "istiod"}); err != nil || len(list.Items) == 0 {
-			return fmt.Errorf("list istiod: %v (%d found)", err, len(list.Items))
-		}
-		d := &list.Items[0]
-		d.Spec.Template.Annotations = map[string]string{"meshaddon.dev/probe": time.Now().String()}
-		return cl.Update(ctx, d, client.DryRunAll)
-	}
-	waitFor(t, 30*time.Second, "the policy refuses istiod updates", func(ctx context.Context) (bool, string) {
-		err := probe(ctx)
-		return err != nil && strings.Contains(err.Error(), msg), fmt.Sprint(err)
-	})
-	done := false
-	unfreeze = func() {
-		if done {
-			return
-		}
-		done = true
-		_ = cl.Delete(ctx, binding)
-		_ = cl.Delete(ctx, policy)
-		waitFor(t, 30*time.Second, "istiod updates pass again", func(ctx context.Context) (bool, string) {
-			err := probe(ctx)
-			return err == nil, fmt.Sprint(err)
-		})
-	}
-	t.Cleanup(unfreeze)
-	return unfreeze
 }
