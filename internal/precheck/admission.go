@@ -285,7 +285,11 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 		}
 	}
 	if proven > 0 {
-		out = append([]Result{{Status: OK, Message: fmt.Sprintf("%d of %d mesh namespaces admit a pod with a native istio-proxy (%d dry-run probes)", proven, total, probes)}}, out...)
+		probesWord := "dry-run probes"
+		if probes == 1 {
+			probesWord = "dry-run probe"
+		}
+		out = append([]Result{{Status: OK, Message: fmt.Sprintf("%d of %d mesh namespaces admit a pod with a native istio-proxy (%d %s)", proven, total, probes, probesWord)}}, out...)
 	}
 	return out, nil
 }
