@@ -103,15 +103,16 @@ func mustMeshaddon(t *testing.T, args ...string) result {
 	return r
 }
 
-// upCluster brings a named cluster up and registers its teardown.
+// upCluster brings a named cluster up and registers its teardown first,
+// so that a cluster that fails halfway up leaves no process behind.
 func upCluster(t *testing.T, name string, args ...string) kubernetes.Interface {
 	t.Helper()
-	mustMeshaddon(t, append([]string{"local", "up", "--name", name}, args...)...)
 	t.Cleanup(func() {
 		if r := meshaddon(t, "local", "down", "--name", name); r.code != 0 {
 			t.Errorf("local down: %s", r)
 		}
 	})
+	mustMeshaddon(t, append([]string{"local", "up", "--name", name}, args...)...)
 	return clientFor(t, name)
 }
 
