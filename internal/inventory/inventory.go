@@ -164,7 +164,7 @@ func EachPage(ctx context.Context, kube kubernetes.Interface, o ListOptions, fn 
 		o.PageSize = 500
 	}
 	opts := metav1.ListOptions{LabelSelector: o.Selector, Limit: o.PageSize}
-	return eachListPage(ctx, opts, kube.CoreV1().Pods(o.Namespace).List, func(list *corev1.PodList) error {
+	return EachListPage(ctx, opts, kube.CoreV1().Pods(o.Namespace).List, func(list *corev1.PodList) error {
 		rows := make([]Pod, len(list.Items))
 		for i := range list.Items {
 			rows[i] = Classify(&list.Items[i])
@@ -177,7 +177,7 @@ func EachPage(ctx context.Context, kube kubernetes.Interface, o ListOptions, fn 
 // kubelet version and readiness.
 func Nodes(ctx context.Context, kube kubernetes.Interface) ([]meshversion.Node, error) {
 	var out []meshversion.Node
-	err := eachListPage(ctx, metav1.ListOptions{Limit: 1000}, kube.CoreV1().Nodes().List, func(list *corev1.NodeList) error {
+	err := EachListPage(ctx, metav1.ListOptions{Limit: 1000}, kube.CoreV1().Nodes().List, func(list *corev1.NodeList) error {
 		for i := range list.Items {
 			out = append(out, meshversion.NodeOf(&list.Items[i]))
 		}

@@ -91,7 +91,7 @@ func EachMetadataPage(ctx context.Context, md metadata.Interface, namespaces []s
 		go func() {
 			defer wg.Done()
 			for ns := range next {
-				err := eachListPage(ctx, metav1.ListOptions{Limit: pageSize}, md.Resource(podsResource).Namespace(ns).List, func(list *metav1.PartialObjectMetadataList) error {
+				err := EachListPage(ctx, metav1.ListOptions{Limit: pageSize}, md.Resource(podsResource).Namespace(ns).List, func(list *metav1.PartialObjectMetadataList) error {
 					rows := make([]Pod, len(list.Items))
 					for i := range list.Items {
 						rows[i] = ClassifyMetadata(&list.Items[i])

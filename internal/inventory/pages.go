@@ -12,7 +12,7 @@ import (
 // expired continue token before it gives up with the error.
 const maxExpiredContinues = 5
 
-// eachListPage reads a listing page by page and calls fn with each, in the
+// EachListPage reads a listing page by page and calls fn with each, in the
 // server's order. A continue token expires (410 Gone) when the snapshot a
 // long listing started from is compacted away, as happens on big
 // clusters; the API server's error then carries a token that goes on after
@@ -22,7 +22,7 @@ const maxExpiredContinues = 5
 // valid. (client-go's tools/pager falls back instead to one unpaginated
 // list of everything, held in memory at once, and only in List, not in
 // EachListItem.)
-func eachListPage[L metav1.ListInterface](ctx context.Context, opts metav1.ListOptions, list func(context.Context, metav1.ListOptions) (L, error), fn func(L) error) error {
+func EachListPage[L metav1.ListInterface](ctx context.Context, opts metav1.ListOptions, list func(context.Context, metav1.ListOptions) (L, error), fn func(L) error) error {
 	expired := 0
 	for {
 		page, err := list(ctx, opts)

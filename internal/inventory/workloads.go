@@ -103,7 +103,7 @@ func (s *Summarizer) Workloads(jobOwners map[Workload]Workload) []WorkloadSummar
 // in pages (namespace "" for all).
 func JobOwners(ctx context.Context, kube kubernetes.Interface, namespace string) (map[Workload]Workload, error) {
 	out := map[Workload]Workload{}
-	err := eachListPage(ctx, metav1.ListOptions{Limit: 500}, kube.BatchV1().Jobs(namespace).List, func(list *batchv1.JobList) error {
+	err := EachListPage(ctx, metav1.ListOptions{Limit: 500}, kube.BatchV1().Jobs(namespace).List, func(list *batchv1.JobList) error {
 		for i := range list.Items {
 			AddCronJobOf(out, &list.Items[i])
 		}

@@ -23,9 +23,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/tools/pager"
 	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/utils/ptr"
 
@@ -404,15 +402,19 @@ func measureResources(ctx context.Context, e *Env, revOf map[string]string) ([]R
 	if len(tmpls) == 0 {
 		return one(Skip, "no Deployment, StatefulSet or DaemonSet in a mesh namespace", ""), nil
 	}
-	lrs, err := listAll(ctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-		return e.Kube.CoreV1().LimitRanges("").List(ctx, o)
-	}, func(o runtime.Object) corev1.LimitRange { return *o.(*corev1.LimitRange) })
+	var lrs []corev1.LimitRange
+	err = inventory.EachListPage(ctx, metav1.ListOptions{Limit: 500}, e.Kube.CoreV1().LimitRanges("").List, func(l *corev1.LimitRangeList) error {
+		lrs = append(lrs, l.Items...)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list LimitRanges: %w", err)
 	}
-	quotas, err := listAll(ctx, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-		return e.Kube.CoreV1().ResourceQuotas("").List(ctx, o)
-	}, func(o runtime.Object) corev1.ResourceQuota { return *o.(*corev1.ResourceQuota) })
+	var quotas []corev1.ResourceQuota
+	err = inventory.EachListPage(ctx, metav1.ListOptions{Limit: 500}, e.Kube.CoreV1().ResourceQuotas("").List, func(l *corev1.ResourceQuotaList) error {
+		quotas = append(quotas, l.Items...)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list ResourceQuotas: %w", err)
 	}
@@ -616,31 +618,32 @@ func meshTemplates(ctx context.Context, e *Env, revOf map[string]string) ([]temp
 		out = append(out, template{namespace: ns, name: name, replicas: replicas, surge: surge, tmpl: tmpl})
 	}
 	apps := e.Kube.AppsV1()
-	err := pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-		return apps.Deployments("").List(ctx, o)
-	}).EachListItem(ctx, metav1.ListOptions{}, func(o runtime.Object) error {
-		d := o.(*appsv1.Deployment)
-		keep(d.Namespace, "Deployment/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), Surge(d), &d.Spec.Template)
+	page := metav1.ListOptions{Limit: 500}
+	err := inventory.EachListPage(ctx, page, apps.Deployments("").List, func(l *appsv1.DeploymentList) error {
+		for i := range l.Items {
+			d := &l.Items[i]
+			keep(d.Namespace, "Deployment/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), Surge(d), &d.Spec.Template)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list Deployments: %w", err)
 	}
-	err = pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-		return apps.StatefulSets("").List(ctx, o)
-	}).EachListItem(ctx, metav1.ListOptions{}, func(o runtime.Object) error {
-		d := o.(*appsv1.StatefulSet)
-		keep(d.Namespace, "StatefulSet/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), Surge(d), &d.Spec.Template)
+	err = inventory.EachListPage(ctx, page, apps.StatefulSets("").List, func(l *appsv1.StatefulSetList) error {
+		for i := range l.Items {
+			d := &l.Items[i]
+			keep(d.Namespace, "StatefulSet/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), Surge(d), &d.Spec.Template)
+		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list StatefulSets: %w", err)
 	}
-	err = pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-		return apps.DaemonSets("").List(ctx, o)
-	}).EachListItem(ctx, metav1.ListOptions{}, func(o runtime.Object) error {
-		d := o.(*appsv1.DaemonSet)
-		keep(d.Namespace, "DaemonSet/"+d.Name, d.Status.DesiredNumberScheduled, Surge(d), &d.Spec.Template)
+	err = inventory.EachListPage(ctx, page, apps.DaemonSets("").List, func(l *appsv1.DaemonSetList) error {
+		for i := range l.Items {
+			d := &l.Items[i]
+			keep(d.Namespace, "DaemonSet/"+d.Name, d.Status.DesiredNumberScheduled, Surge(d), &d.Spec.Template)
+		}
 		return nil
 	})
 	if err != nil {
@@ -652,26 +655,13 @@ func meshTemplates(ctx context.Context, e *Env, revOf map[string]string) ([]temp
 // injectKey turns injection off for a pod when "false".
 const injectKey = "sidecar.istio.io/inject"
 
-// listAll reads every item of a list in pages.
-func listAll[T any](ctx context.Context, list pager.ListPageFunc, item func(runtime.Object) T) ([]T, error) {
-	var out []T
-	err := pager.New(list).EachListItem(ctx, metav1.ListOptions{}, func(o runtime.Object) error {
-		out = append(out, item(o))
-		return nil
-	})
-	return out, err
-}
-
 // NodeObjects are every node with its conditions and allocatable, read in
 // pages.
 func (e *Env) NodeObjects(ctx context.Context) ([]corev1.Node, error) {
 	return load(e, "nodeobjects", func() ([]corev1.Node, error) {
 		var out []corev1.Node
-		p := pager.New(func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return e.Kube.CoreV1().Nodes().List(ctx, o)
-		})
-		err := p.EachListItem(ctx, metav1.ListOptions{}, func(obj runtime.Object) error {
-			out = append(out, *obj.(*corev1.Node))
+		err := inventory.EachListPage(ctx, metav1.ListOptions{Limit: 1000}, e.Kube.CoreV1().Nodes().List, func(l *corev1.NodeList) error {
+			out = append(out, l.Items...)
 			return nil
 		})
 		if err != nil {
