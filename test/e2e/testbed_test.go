@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/kubectl/pkg/util/podutils"
 	"k8s.io/utils/ptr"
 
 	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
@@ -671,14 +672,8 @@ func container(cs []corev1.Container, name string) *corev1.Container {
 	return nil
 }
 
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
+// podReady is kubectl's own readiness test.
+var podReady = podutils.IsPodReady
 
 // setIstiodEnv sets ENABLE_NATIVE_SIDECARS on istiod's container, as a
 // person or the add-on manager would.

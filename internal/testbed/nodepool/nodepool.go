@@ -13,7 +13,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -21,6 +20,7 @@ import (
 	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/kubectl/pkg/drain"
 
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 	"github.com/meshaddon/meshaddon/internal/testbed/stage"
@@ -356,49 +356,37 @@ func (m *Manager) Upgrade(ctx context.Context, pool, version string) error {
 	return nil
 }
 
-// drain cordons the node and evicts its pods, as `kubectl drain` does.
+// drain cordons the node and evicts its pods with kubectl's own drain code
+// (k8s.io/kubectl/pkg/drain, what `kubectl drain --ignore-daemonsets
+// --delete-emptydir-data --force` runs): evictions honour
+// PodDisruptionBudgets (a 429 is retried), DaemonSet pods stay, and it
+// returns once the evicted pods are gone, as a managed node-pool upgrade
+// waits before it deletes the node.
 func (m *Manager) drain(ctx context.Context, node string) error {
-	patch := []byte(`{"spec":{"unschedulable":true}}`)
-	if _, err := m.Client.CoreV1().Nodes().Patch(ctx, node, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+	h := &drain.Helper{
+		Ctx:                 ctx,
+		Client:              m.Client,
+		Force:               true, // bare pods too: the node is going away
+		GracePeriodSeconds:  -1,   // each pod's own terminationGracePeriodSeconds
+		IgnoreAllDaemonSets: true,
+		DeleteEmptyDirData:  true,
+		Timeout:             2 * time.Minute,
+		Out:                 io.Discard,
+		ErrOut:              io.Discard,
+	}
+	n, err := m.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
 		return fmt.Errorf("cordon %s: %w", node, err)
 	}
-	pods, err := m.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=" + node})
-	if err != nil {
-		return fmt.Errorf("list pods on %s: %w", node, err)
+	if err := drain.RunCordonOrUncordon(h, n, true); err != nil {
+		return fmt.Errorf("cordon %s: %w", node, err)
 	}
-	for _, p := range pods.Items {
-		if isDaemonSetPod(&p) || p.DeletionTimestamp != nil {
-			continue
-		}
-		ev := &policyv1.Eviction{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
-		err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-			err := m.Client.CoreV1().Pods(p.Namespace).EvictV1(ctx, ev)
-			switch {
-			case err == nil, apierrors.IsNotFound(err):
-				return true, nil
-			case apierrors.IsTooManyRequests(err): // a PodDisruptionBudget says wait
-				return false, nil
-			default:
-				return false, err
-			}
-		})
-		if err != nil {
-			return fmt.Errorf("evict %s/%s from %s: %w", p.Namespace, p.Name, node, err)
-		}
+	if err := drain.RunNodeDrain(h, node); err != nil {
+		return fmt.Errorf("drain %s: %w", node, err)
 	}
 	return nil
 }
 
-func isDaemonSetPod(p *corev1.Pod) bool {
-	for _, o := range p.OwnerReferences {
-		if o.Kind == "DaemonSet" {
-			return true
-		}
-	}
-	return false
-}
-
-// Stop powers the pool off: its nodes are cordoned and held NotReady.
 func (m *Manager) Stop(ctx context.Context, pool string) error {
 	return m.setPower(ctx, pool, true)
 }

@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+	"k8s.io/kubectl/pkg/util/podutils"
 
 	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/testbed/mesh"
@@ -200,7 +201,7 @@ func (r *Runner) roll(ctx context.Context, d *appsv1.Deployment, st *running, an
 		needed[key] = true
 		p := st.newest(key)
 		ready := p != nil && p.healthy
-		if podReady(pod) == ready && pod.Status.Phase == corev1.PodRunning {
+		if podutils.IsPodReady(pod) == ready && pod.Status.Phase == corev1.PodRunning {
 			continue
 		}
 		if err := setPodStatus(ctx, r.Client, pod, ready); err != nil {
@@ -474,15 +475,6 @@ func closedChan() chan struct{} {
 	c := make(chan struct{})
 	close(c)
 	return c
-}
-
-func podReady(pod *corev1.Pod) bool {
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func setPodStatus(ctx context.Context, c kubernetes.Interface, pod *corev1.Pod, ready bool) error {
