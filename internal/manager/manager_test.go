@@ -486,6 +486,11 @@ func TestMissingIstiodIsReported(t *testing.T) {
 	addNode(t, "aks-system-vmss000000", "system", "v1.34.4", true)
 	addProfile(t, v1alpha1.MeshProfileSpec{Revisions: []string{"asm-1-25"}})
 	waitCondition(t, v1alpha1.ConditionReconciled, metav1.ConditionFalse, "istiod-asm-1-25 not found")
+	// A forced reconcile never reports success without the revision's istiod.
+	_, err := platform.Reconcile(context.Background(), cl, meshNS, 2*time.Second)
+	if !platform.IsTimeout(err) || !strings.Contains(err.Error(), "revision asm-1-25") {
+		t.Errorf("forced reconcile without istiod: %v, want a timeout naming revision asm-1-25", err)
+	}
 }
 
 // Bad input is rejected by the API server, never reaches the manager.

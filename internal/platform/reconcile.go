@@ -114,7 +114,10 @@ func IstiodEnvs(ctx context.Context, cl client.Client, ns string) (map[string]st
 func IstiodsSettled(ctx context.Context, cl client.Client, profile *v1alpha1.MeshProfile, meshNamespace string) (msg string, done bool, err error) {
 	for _, rs := range profile.Status.Revisions {
 		if rs.Deployment == "" {
-			continue
+			// No istiod serves this revision (yet: the platform installs
+			// it after `mesh enable`). Never settled without it: wait, and
+			// a timeout names it.
+			return fmt.Sprintf("the istiod of revision %s (a Deployment labelled istio.io/rev=%s in %s; none found)", rs.Name, rs.Name, meshNamespace), false, nil
 		}
 		if rs.IstiodEnableNativeSidecars != rs.EnableNativeSidecars {
 			// The manager handled the request but could not write istiod.
