@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/mod/modfile"
 	"golang.org/x/mod/semver"
+	"golang.org/x/term"
 )
 
 // EnvCacheDir overrides where the cache lives.
@@ -60,7 +61,7 @@ type Cache struct {
 	// Progress receives one line per build step; nil discards them.
 	Progress io.Writer
 	// ProgressEvery is how often a running build reports its elapsed time
-	// (default 15s).
+	// (default 15s; every second on a terminal, rewriting one line).
 	ProgressEvery time.Duration
 }
 
@@ -101,9 +102,28 @@ func (c *Cache) Ensure(ctx context.Context, names ...string) (Binaries, error) {
 	if err != nil {
 		return nil, err
 	}
+	var todo []Component
+	for _, comp := range comps {
+		if !c.Cached(comp) {
+			todo = append(todo, comp)
+		}
+	}
+	if len(todo) > 1 {
+		// Download the later components' modules while the first compiles:
+		// a cold build is otherwise network-bound between compiles.
+		pctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go c.prefetch(pctx, todo[1:])
+	}
 	bins := Binaries{}
 	for _, comp := range comps {
-		dir, err := c.ensure(ctx, comp)
+		step := ""
+		for i, t := range todo {
+			if t.Name == comp.Name {
+				step = fmt.Sprintf("[%d/%d] ", i+1, len(todo))
+			}
+		}
+		dir, err := c.ensure(ctx, comp, step)
 		if err != nil {
 			return nil, err
 		}
@@ -150,7 +170,9 @@ func complete(dir string, comp Component) bool {
 	return true
 }
 
-func (c *Cache) ensure(ctx context.Context, comp Component) (string, error) {
+// ensure builds comp unless cached; step ("[2/4] ") places it among the
+// components this Ensure builds, for progress.
+func (c *Cache) ensure(ctx context.Context, comp Component, step string) (string, error) {
 	dir := c.binDir(comp)
 	if complete(dir, comp) {
 		return dir, nil
@@ -167,7 +189,7 @@ func (c *Cache) ensure(ctx context.Context, comp Component) (string, error) {
 	if complete(dir, comp) {
 		return dir, nil
 	}
-	if err := c.build(ctx, comp, dir); err != nil {
+	if err := c.build(ctx, comp, dir, step); err != nil {
 		return "", err
 	}
 	return dir, nil
@@ -205,7 +227,7 @@ func (c *Cache) printf(format string, args ...any) {
 
 // build compiles the component in a scratch module and moves the result into
 // place with one rename, so a reader never sees half a component.
-func (c *Cache) build(ctx context.Context, comp Component, dest string) error {
+func (c *Cache) build(ctx context.Context, comp Component, dest, step string) error {
 	work, err := os.MkdirTemp(filepath.Join(c.Dir, "locks"), comp.key()+"-build-")
 	if err != nil {
 		return fmt.Errorf("cache directory %s cannot be written: %w; set %s to a writable directory", c.Dir, err, EnvCacheDir)
@@ -238,7 +260,11 @@ func (c *Cache) build(ctx context.Context, comp Component, dest string) error {
 	args := []string{"build", "-mod=mod", "-ldflags", ldflags, "-o", target}
 	args = append(args, comp.Packages...)
 
-	c.printf("building %s %s (%s); this happens once per version", comp.Name, comp.Version, strings.Join(comp.BinaryNames(), ", "))
+	what := fmt.Sprintf("%s %s (%s)", comp.Name, comp.Version, strings.Join(comp.BinaryNames(), ", "))
+	tty := isTerminal(c.Progress)
+	if !tty {
+		c.printf("%sbuilding %s; this happens once per version", step, what)
+	}
 	start := time.Now()
 	var output bytes.Buffer
 	cmd := exec.CommandContext(ctx, "go", args...)
@@ -253,12 +279,25 @@ func (c *Cache) build(ctx context.Context, comp Component, dest string) error {
 	every := c.ProgressEvery
 	if every <= 0 {
 		every = 15 * time.Second
+		if tty {
+			every = time.Second
+		}
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	status := func() {
+		// One line per component on a terminal, rewritten in place.
+		fmt.Fprintf(c.Progress, "\r\033[K%sbuilding %s: %s elapsed, once per version", step, what, time.Since(start).Round(time.Second))
+	}
+	if tty {
+		status()
+	}
 	for {
 		select {
 		case err := <-done:
+			if tty {
+				fmt.Fprint(c.Progress, "\r\033[K")
+			}
 			if err != nil {
 				return fmt.Errorf("build of %s %s failed after %s: %w\n%s", comp.Name, comp.Version,
 					time.Since(start).Round(time.Second), err, tail(output.String(), 30))
@@ -270,12 +309,51 @@ func (c *Cache) build(ctx context.Context, comp Component, dest string) error {
 			if err := os.Rename(out, dest); err != nil {
 				return fmt.Errorf("move %s into the cache: %w", comp.Name, err)
 			}
-			c.printf("built %s in %s", comp.Name, time.Since(start).Round(time.Second))
+			c.printf("%sbuilt %s in %s", step, comp.Name, time.Since(start).Round(time.Second))
 			return nil
 		case <-tick.C:
-			c.printf("  still building %s: %s elapsed", comp.Name, time.Since(start).Round(time.Second))
+			if tty {
+				status()
+			} else {
+				c.printf("  still building %s: %s elapsed", comp.Name, time.Since(start).Round(time.Second))
+			}
 		}
 	}
+}
+
+// prefetch resolves and downloads the modules of comps, in order, the way
+// their builds will (go list -deps in the same scratch module), so that each
+// build finds them in the module cache. Failures are left for the build to
+// report; the module cache's own locks make concurrent downloads safe.
+func (c *Cache) prefetch(ctx context.Context, comps []Component) {
+	for _, comp := range comps {
+		if ctx.Err() != nil {
+			return
+		}
+		work, err := os.MkdirTemp(filepath.Join(c.Dir, "locks"), comp.key()+"-prefetch-")
+		if err != nil {
+			return
+		}
+		gomod, err := scratchModule(ctx, comp)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(work, "go.mod"), gomod, 0o644)
+		}
+		if err == nil {
+			args := append([]string{"list", "-mod=mod", "-deps", "-e", "-f", "{{.ImportPath}}"}, comp.Packages...)
+			cmd := exec.CommandContext(ctx, "go", args...)
+			cmd.Dir = work
+			cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+			_ = cmd.Run()
+		}
+		_ = os.RemoveAll(work)
+	}
+}
+
+// isTerminal reports whether w is a terminal, where progress rewrites one
+// line instead of adding lines.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 // scratchModule writes the go.mod of a module that requires comp, with the
