@@ -47,7 +47,7 @@ type Check struct {
 var RetryInterval = time.Second
 
 // Groups in the order they are printed.
-var Groups = []string{"Feature", "Control plane", "Node pools", "Mesh", "Injection", "Admission", "Resources", "Workloads", "Permissions"}
+var Groups = []string{"Feature", "Control plane", "Node pools", "Mesh", "Injection", "Admission", "Resources", "Lifecycle", "Workloads", "Permissions"}
 
 // GroupReport is one group's results.
 type GroupReport struct {

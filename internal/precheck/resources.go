@@ -29,7 +29,6 @@ import (
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
-	"github.com/meshaddon/meshaddon/internal/migrate"
 )
 
 // ClassicPod is the classic form of a native pod: istio-proxy a regular
@@ -368,25 +367,14 @@ type template struct {
 }
 
 func checkResources(ctx context.Context, e *Env) ([]Result, error) {
-	revs, err := e.Revisions(ctx)
-	if err != nil {
-		return nil, err
-	}
-	nss, err := e.Namespaces(ctx)
-	if err != nil {
-		return nil, err
-	}
-	revOf := map[string]string{}
-	for _, ns := range nss {
-		rev := ns.Labels[inventory.RevisionLabel]
-		if slices.Contains(revs, rev) && ns.Status.Phase != corev1.NamespaceTerminating && !migrate.Untouched(ns.Name, e.MeshNamespace) {
-			revOf[ns.Name] = rev
-		}
-	}
-	if len(revOf) == 0 {
+	mw, err := e.meshWorkloads(ctx)
+	if err == nil && len(mw.revOf) == 0 {
 		return one(Skip, "no namespace is labelled for a mesh revision ("+inventory.RevisionLabel+")", ""), nil
 	}
-	res, err := measureResources(ctx, e, revOf)
+	var res []Result
+	if err == nil {
+		res, err = measureResources(ctx, e, mw)
+	}
 	if apierrors.IsForbidden(err) {
 		return one(Warn, "unmeasured: "+err.Error(), "run precheck as someone who may list Deployments, StatefulSets, DaemonSets, LimitRanges, ResourceQuotas and nodes cluster-wide and create pods (dry run) in the mesh namespaces"), nil
 	}
@@ -394,16 +382,13 @@ func checkResources(ctx context.Context, e *Env) ([]Result, error) {
 }
 
 // measureResources is checkResources past the namespaces.
-func measureResources(ctx context.Context, e *Env, revOf map[string]string) ([]Result, error) {
-	tmpls, err := meshTemplates(ctx, e, revOf)
-	if err != nil {
-		return nil, err
-	}
+func measureResources(ctx context.Context, e *Env, mw *meshWorkloads) ([]Result, error) {
+	tmpls, revOf := mw.templates, mw.revOf
 	if len(tmpls) == 0 {
 		return one(Skip, "no Deployment, StatefulSet or DaemonSet in a mesh namespace", ""), nil
 	}
 	var lrs []corev1.LimitRange
-	err = inventory.EachListPage(ctx, metav1.ListOptions{Limit: 500}, e.Kube.CoreV1().LimitRanges("").List, func(l *corev1.LimitRangeList) error {
+	err := inventory.EachListPage(ctx, metav1.ListOptions{Limit: 500}, e.Kube.CoreV1().LimitRanges("").List, func(l *corev1.LimitRangeList) error {
 		lrs = append(lrs, l.Items...)
 		return nil
 	})
