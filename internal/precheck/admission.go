@@ -48,6 +48,19 @@ type PodWebhook struct {
 	Istio bool
 }
 
+// Ref names w in a Result.
+func (w PodWebhook) Ref() WebhookRef {
+	return WebhookRef{Kind: w.Kind, Configuration: w.Configuration, Name: w.Name}
+}
+
+func refs(whs []PodWebhook) []WebhookRef {
+	var out []WebhookRef
+	for _, w := range whs {
+		out = append(out, w.Ref())
+	}
+	return out
+}
+
 func (w PodWebhook) String() string {
 	kind := "mutating"
 	if w.Kind == "ValidatingWebhookConfiguration" {
@@ -242,22 +255,18 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 			where = fmt.Sprintf("%s (%d namespaces that every webhook treats alike: one probe stands for them)", where, len(g.namespaces))
 		}
 		probeWebhooks := selecting(g.webhooks, probe.Labels)
-		var noDryRun []string
+		var noDryRun []PodWebhook
 		for _, w := range probeWebhooks {
 			if !w.SupportsDryRun() {
-				noDryRun = append(noDryRun, w.String())
+				noDryRun = append(noDryRun, w)
 			}
 		}
 		if len(noDryRun) > 0 {
-			out = append(out, Result{Status: Warn,
-				Message: fmt.Sprintf("%s: unproven: %s may have side effects, so the API server will not run it on a dry run", where, listSome(noDryRun)),
-				Hint:    "set sideEffects: None or NoneOnDryRun on those webhooks if they have none, or check by hand that they keep initContainers[].restartPolicy"})
+			out = append(out, sideEffectsUnproven(where, g, noDryRun))
 			continue
 		}
 		if r := dryRun(ctx, e, g.namespaces[0], probe.DeepCopy(), where, probeWebhooks); r != nil {
-			for _, ns := range g.namespaces {
-				r.Details = append(r.Details, "namespace="+ns)
-			}
+			r.Namespaces, r.Revision = g.namespaces, g.revision
 			out = append(out, *r)
 			continue
 		}
@@ -280,7 +289,7 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 		pod.Annotations[nativeAnnotation] = "true"
 		where := fmt.Sprintf("%s/%s (its pod labels meet other webhooks than the probe's)", smp.namespace, smp.workload)
 		if r := dryRun(ctx, e, smp.namespace, pod, where, smp.webhooks); r != nil {
-			r.Details = append(r.Details, "namespace="+smp.namespace, "workload="+smp.workload)
+			r.Namespaces, r.Workload = []string{smp.namespace}, smp.workload
 			out = append(out, *r)
 		}
 	}
@@ -294,23 +303,36 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 	return out, nil
 }
 
+// sideEffectsUnproven is the finding for a group of namespaces where
+// webhooks that may have side effects act on pods: the API server refuses a
+// dry run they would see, so the group is unproven, never passed.
+func sideEffectsUnproven(where string, g probeGroup, noDryRun []PodWebhook) Result {
+	return Result{Status: Warn,
+		Message:    fmt.Sprintf("%s: unproven: %s may have side effects, so the API server will not run it on a dry run", where, listSome(webhookNames(noDryRun))),
+		Hint:       "set sideEffects: None or NoneOnDryRun on those webhooks if they have none, or check by hand that they keep initContainers[].restartPolicy",
+		Namespaces: g.namespaces, Revision: g.revision, Webhooks: refs(noDryRun)}
+}
+
 // dryRun creates pod in ns with a server-side dry run and judges what comes
 // back: nil when istio-proxy is a native sidecar, else the finding, naming
 // where and the webhooks (other than the injector) that acted on it.
 func dryRun(ctx context.Context, e *Env, ns string, pod *corev1.Pod, where string, webhooks []PodWebhook) *Result {
 	got, err := e.Kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-	others := webhooksClause(otherWebhooks(webhooks))
+	otherWhs := otherWebhooks(webhooks)
+	others := webhooksClause(webhookNames(otherWhs))
 	switch {
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource"):
 		return &Result{Status: Warn, Message: where + ": unproven: no permission to create pods (dry run) there",
 			Hint: "run precheck as someone who may create pods in the mesh namespaces (nothing is stored: it is a dry run)"}
 	case err != nil:
 		return &Result{Status: Fail, Message: fmt.Sprintf("%s: a pod with a native istio-proxy is refused: %v%s", where, err, others),
-			Hint: "fix or exclude the webhook or policy that refuses it (a webhook built on k8s.io/api older than 1.28 drops restartPolicy from init containers), then run precheck again"}
+			Hint:     "fix or exclude the webhook or policy that refuses it (a webhook built on k8s.io/api older than 1.28 drops restartPolicy from init containers), then run precheck again",
+			Webhooks: refs(otherWhs)}
 	}
 	if problem := NativeProxyProblem(got); problem != "" {
 		return &Result{Status: Fail, Message: fmt.Sprintf("%s: %s%s", where, problem, others),
-			Hint: "upgrade or exclude the webhook that rewrites the pod (it must keep initContainers[].restartPolicy: Always), then run precheck again"}
+			Hint:     "upgrade or exclude the webhook that rewrites the pod (it must keep initContainers[].restartPolicy: Always), then run precheck again",
+			Webhooks: refs(otherWhs)}
 	}
 	return nil
 }
@@ -413,12 +435,20 @@ func templatesIn(ctx context.Context, e *Env, ns string) ([]templateSample, erro
 
 // otherWebhooks are the webhooks, other than the mesh's injector, that act
 // on the probe.
-func otherWebhooks(whs []PodWebhook) []string {
-	var out []string
+func otherWebhooks(whs []PodWebhook) []PodWebhook {
+	var out []PodWebhook
 	for _, w := range whs {
 		if !w.Istio {
-			out = append(out, w.String())
+			out = append(out, w)
 		}
+	}
+	return out
+}
+
+func webhookNames(whs []PodWebhook) []string {
+	out := make([]string, len(whs))
+	for i, w := range whs {
+		out[i] = w.String()
 	}
 	return out
 }

@@ -332,8 +332,8 @@ func JudgeVPAs(vpas []VPA, tmpls []template) []Result {
 		out = append(out, Result{Status: Warn,
 			Message: fmt.Sprintf("%s/%s: VerticalPodAutoscaler %s (updateMode %s) sizes it, but VPA recommends and sets resources for regular containers only: once istio-proxy is a native sidecar (an init container) its requests stay what the injector gives (kubernetes/autoscaler#6691, #7229)%s",
 				v.Namespace, v.Target, v.Name, v.UpdateMode, also),
-			Hint:    "size the proxy on the pod template (sidecar.istio.io/proxyCPU, proxyMemory, proxyCPULimit, proxyMemoryLimit annotations), or run a VPA release that sizes init containers",
-			Details: []string{"namespace=" + v.Namespace, "workload=" + v.Target, "vpa=" + v.Name}})
+			Hint:       "size the proxy on the pod template (sidecar.istio.io/proxyCPU, proxyMemory, proxyCPULimit, proxyMemoryLimit annotations), or run a VPA release that sizes init containers",
+			Namespaces: []string{v.Namespace}, Workload: v.Target, Object: "VerticalPodAutoscaler/" + v.Name})
 	}
 	if len(out) == 0 {
 		return one(OK, fmt.Sprintf("%d VerticalPodAutoscaler(s), none targets a workload migrate restarts", len(vpas)), "")
@@ -368,8 +368,8 @@ func effective(t template, rc RevisionConfig) (ProxyConfig, error) {
 // parse: the injector refuses such a pod.
 func badAnnotation(t template, err error) Result {
 	return Result{Status: Fail, Message: fmt.Sprintf("%s/%s: %v", t.namespace, t.name, err),
-		Hint:    "fix the annotation on the pod template: the injector refuses a pod whose ProxyConfig it cannot read",
-		Details: []string{"namespace=" + t.namespace, "workload=" + t.name}}
+		Hint:       "fix the annotation on the pod template: the injector refuses a pod whose ProxyConfig it cannot read",
+		Namespaces: []string{t.namespace}, Workload: t.name}
 }
 
 // JudgeHold notes the workloads whose pods hold the app until the proxy
@@ -403,7 +403,7 @@ func JudgeHold(tmpls []template, revOf map[string]string, rcs map[string]Revisio
 			continue
 		}
 		out = append(out, holdResult(fmt.Sprintf("%s/%s sets holdApplicationUntilProxyStarts in %s", t.namespace, t.name, ProxyConfigAnnotation), rc,
-			[]string{"namespace=" + t.namespace, "workload=" + t.name}))
+			Result{Namespaces: []string{t.namespace}, Workload: t.name}))
 	}
 	revs := make([]string, 0, len(meshWide))
 	for r := range meshWide {
@@ -412,7 +412,7 @@ func JudgeHold(tmpls []template, revOf map[string]string, rcs map[string]Revisio
 	sort.Strings(revs)
 	for _, rev := range revs {
 		out = append(out, holdResult(fmt.Sprintf("revision %s holds the app until the proxy starts for %d workload(s) (holdApplicationUntilProxyStarts in its mesh config or injector values)", rev, meshWide[rev]), rcs[rev],
-			[]string{"revision=" + rev}))
+			Result{Revision: rev}))
 	}
 	if len(out) == 0 {
 		return one(OK, "no workload relies on holdApplicationUntilProxyStarts", "")
@@ -420,16 +420,18 @@ func JudgeHold(tmpls []template, revOf map[string]string, rcs map[string]Revisio
 	return out
 }
 
-func holdResult(what string, rc RevisionConfig, details []string) Result {
+// holdResult is the finding for what, standing where where says.
+func holdResult(what string, rc RevisionConfig, where Result) Result {
+	r := where
 	if !rc.StartupProbe {
-		return Result{Status: Warn,
-			Message: what + ": native, the injector drops its postStart `pilot-agent wait` hook (istio/istio#59690) and the revision's injector values turn the proxy's startupProbe off, so the app containers start as soon as istio-proxy has started, before it is ready",
-			Hint:    "enable global.proxy.startupProbe on the revision, so Kubernetes starts the app only once the native istio-proxy is ready",
-			Details: details}
+		r.Status = Warn
+		r.Message = what + ": native, the injector drops its postStart `pilot-agent wait` hook (istio/istio#59690) and the revision's injector values turn the proxy's startupProbe off, so the app containers start as soon as istio-proxy has started, before it is ready"
+		r.Hint = "enable global.proxy.startupProbe on the revision, so Kubernetes starts the app only once the native istio-proxy is ready"
+		return r
 	}
-	return Result{Status: OK,
-		Message: what + ": native, the injector drops its postStart `pilot-agent wait` hook (istio/istio#59690); Kubernetes itself starts the app containers once istio-proxy's startupProbe passes, so the app still waits for the proxy",
-		Details: details}
+	r.Status = OK
+	r.Message = what + ": native, the injector drops its postStart `pilot-agent wait` hook (istio/istio#59690); Kubernetes itself starts the app containers once istio-proxy's startupProbe passes, so the app still waits for the proxy"
+	return r
 }
 
 func checkShutdown(ctx context.Context, e *Env) ([]Result, error) {
@@ -464,7 +466,7 @@ func JudgeShutdown(tmpls []template, revOf map[string]string, rcs map[string]Rev
 	var out []Result
 	meshWide := map[string]int{}
 	for _, t := range tmpls {
-		details := []string{"namespace=" + t.namespace, "workload=" + t.name}
+		where := Result{Namespaces: []string{t.namespace}, Workload: t.name}
 		var hooks []string
 		for _, c := range t.tmpl.Spec.Containers {
 			if c.Name != inventory.ProxyContainer && c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
@@ -475,8 +477,8 @@ func JudgeShutdown(tmpls []template, revOf map[string]string, rcs map[string]Rev
 			out = append(out, Result{Status: Warn,
 				Message: fmt.Sprintf("%s/%s: preStop hook on %s: native, istio-proxy starts draining when the pod starts terminating, beside the hook, and stops only after every app container has exited: requests the hook makes through the proxy may be answered `connection: close` (istio/istio#51855), and a sleep that kept the app behind the classic proxy's shutdown only adds to it",
 					t.namespace, t.name, strings.Join(hooks, ", ")),
-				Hint:    "make the preStop hook's outbound calls tolerate a closed connection (retry on a new one), and drop sleeps that waited for the classic proxy, before migrate restarts it",
-				Details: details})
+				Hint:       "make the preStop hook's outbound calls tolerate a closed connection (retry on a new one), and drop sleeps that waited for the classic proxy, before migrate restarts it",
+				Namespaces: where.Namespaces, Workload: where.Workload})
 		}
 		rc := rcs[revOf[t.namespace]]
 		pc, err := effective(t, rc)
@@ -489,7 +491,7 @@ func JudgeShutdown(tmpls []template, revOf map[string]string, rcs map[string]Rev
 			own, _ = ParseProxyConfig(s)
 		}
 		if set := shutdownSettings(own); len(set) > 0 {
-			out = append(out, shutdownResult(fmt.Sprintf("%s/%s sets %s in %s", t.namespace, t.name, strings.Join(shutdownSettings(pc), " and "), ProxyConfigAnnotation), details))
+			out = append(out, shutdownResult(fmt.Sprintf("%s/%s sets %s in %s", t.namespace, t.name, strings.Join(shutdownSettings(pc), " and "), ProxyConfigAnnotation), where))
 		} else if len(shutdownSettings(pc)) > 0 {
 			meshWide[revOf[t.namespace]]++
 		}
@@ -501,7 +503,7 @@ func JudgeShutdown(tmpls []template, revOf map[string]string, rcs map[string]Rev
 	sort.Strings(revs)
 	for _, rev := range revs {
 		out = append(out, shutdownResult(fmt.Sprintf("revision %s's mesh config sets %s for %d workload(s)", rev, strings.Join(shutdownSettings(rcs[rev].Default), " and "), meshWide[rev]),
-			[]string{"revision=" + rev}))
+			Result{Revision: rev}))
 	}
 	if len(out) == 0 {
 		return one(OK, "no workload's shutdown depends on the proxy (no preStop hook, terminationDrainDuration or "+exitOnZero+")", "")
@@ -509,9 +511,11 @@ func JudgeShutdown(tmpls []template, revOf map[string]string, rcs map[string]Rev
 	return out
 }
 
-func shutdownResult(what string, details []string) Result {
-	return Result{Status: Warn,
-		Message: what + ": native, istio-proxy drains from the start of the pod's termination (its own preStop hook) and exits at once on SIGTERM, which comes only after the app containers have exited: these settings, which act on SIGTERM, no longer keep it up (istio/istio#51855)",
-		Hint:    "let the pod's terminationGracePeriodSeconds and the app's own shutdown govern draining; remove the settings once every pod is native",
-		Details: details}
+// shutdownResult is the finding for what, standing where where says.
+func shutdownResult(what string, where Result) Result {
+	r := where
+	r.Status = Warn
+	r.Message = what + ": native, istio-proxy drains from the start of the pod's termination (its own preStop hook) and exits at once on SIGTERM, which comes only after the app containers have exited: these settings, which act on SIGTERM, no longer keep it up (istio/istio#51855)"
+	r.Hint = "let the pod's terminationGracePeriodSeconds and the app's own shutdown govern draining; remove the settings once every pod is native"
+	return r
 }

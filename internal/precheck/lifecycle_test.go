@@ -16,10 +16,28 @@ func tmpl(ns, name string, annotations map[string]string, containers ...corev1.C
 		ObjectMeta: metav1.ObjectMeta{Annotations: annotations}, Spec: corev1.PodSpec{Containers: containers}}}
 }
 
+// line is a result as "status: message" and where it stands
+// (namespace=, workload=, object=, revision=, webhook=).
+func line(r Result) string {
+	tags := []string{string(r.Status) + ": " + r.Message}
+	for _, ns := range r.Namespaces {
+		tags = append(tags, "namespace="+ns)
+	}
+	for _, kv := range [][2]string{{"workload", r.Workload}, {"object", r.Object}, {"revision", r.Revision}} {
+		if kv[1] != "" {
+			tags = append(tags, kv[0]+"="+kv[1])
+		}
+	}
+	for _, w := range r.Webhooks {
+		tags = append(tags, "webhook="+w.Configuration+"/"+w.Name)
+	}
+	return strings.Join(append(tags, r.Details...), " ")
+}
+
 func lines(rs []Result) string {
 	var out []string
 	for _, r := range rs {
-		out = append(out, string(r.Status)+": "+r.Message+" "+strings.Join(r.Details, " "))
+		out = append(out, line(r))
 	}
 	return strings.Join(out, "\n")
 }
@@ -53,7 +71,7 @@ func TestJudgeVPAs(t *testing.T) {
 	}, tmpls))
 	if strings.Count(got, "\n") != 0 || !strings.HasPrefix(got, "warn: shop/Deployment/web: VerticalPodAutoscaler web-vpa (updateMode Auto)") ||
 		!strings.Contains(got, "kubernetes/autoscaler#6691") || !strings.Contains(got, "containerPolicies entry for istio-proxy") ||
-		!strings.HasSuffix(got, "namespace=shop workload=Deployment/web vpa=web-vpa") {
+		!strings.HasSuffix(got, "namespace=shop workload=Deployment/web object=VerticalPodAutoscaler/web-vpa") {
 		t.Errorf("VPA results:\n%s", got)
 	}
 	if got := lines(JudgeVPAs([]VPA{{Namespace: "x", Name: "v", Target: "Deployment/web"}}, tmpls)); !strings.HasPrefix(got, "ok: 1 VerticalPodAutoscaler(s), none targets") {
@@ -99,7 +117,7 @@ func TestJudgeHold(t *testing.T) {
 	if !strings.HasPrefix(got, "ok: revision asm-1-27 holds the app until the proxy starts for 1 workload(s)") {
 		t.Errorf("values hold: %s", got)
 	}
-	if got := lines(JudgeHold([]template{tmpl("a", "Deployment/plain", nil)}, revOf, map[string]RevisionConfig{})); got != "ok: no workload relies on holdApplicationUntilProxyStarts " {
+	if got := lines(JudgeHold([]template{tmpl("a", "Deployment/plain", nil)}, revOf, map[string]RevisionConfig{})); got != "ok: no workload relies on holdApplicationUntilProxyStarts" {
 		t.Errorf("nothing held: %q", got)
 	}
 }
