@@ -83,7 +83,7 @@ func TestLifecycleAgainstAnAPIServer(t *testing.T) {
 		t.Fatalf("the VPA API is never served: %v", err)
 	}
 	for _, ns := range []string{"shop", "outside"} {
-		if err := clients.Client.Create(ctx, hazard.VPA(ns, "web-vpa", "web")); err != nil {
+		if err := clients.Client.Create(ctx, hazard.VPAObject(ns, "web-vpa", "web")); err != nil {
 			t.Fatal(err)
 		}
 	}

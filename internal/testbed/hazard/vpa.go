@@ -29,9 +29,9 @@ func VPACRD() *apiextensionsv1.CustomResourceDefinition {
 	}
 }
 
-// VPA is a VerticalPodAutoscaler of the Deployment target in ns, in
+// VPAObject is a VerticalPodAutoscaler of the Deployment target in ns, in
 // updateMode Auto.
-func VPA(ns, name, target string) *unstructured.Unstructured {
+func VPAObject(ns, name, target string) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "autoscaling.k8s.io/v1",
 		"kind":       "VerticalPodAutoscaler",
