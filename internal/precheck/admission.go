@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -44,8 +45,27 @@ type PodWebhook struct {
 	NamespaceSelector *metav1.LabelSelector
 	ObjectSelector    *metav1.LabelSelector
 	SideEffects       *admissionv1.SideEffectClass
+	FailurePolicy     *admissionv1.FailurePolicyType
+	TimeoutSeconds    *int32
+	// Service is where the API server calls it, when not by URL.
+	Service *admissionv1.ServiceReference
 	// Istio is true for the mesh's own injector.
 	Istio bool
+}
+
+// Ignored is true when the API server goes on without the webhook when
+// calling it fails (failurePolicy Ignore; v1's default is Fail).
+func (w PodWebhook) Ignored() bool {
+	return w.FailurePolicy != nil && *w.FailurePolicy == admissionv1.Ignore
+}
+
+// Timeout is how long the API server waits for the webhook (v1's default
+// is 10s).
+func (w PodWebhook) Timeout() time.Duration {
+	if w.TimeoutSeconds == nil {
+		return 10 * time.Second
+	}
+	return time.Duration(*w.TimeoutSeconds) * time.Second
 }
 
 // Ref names w in a Result.
@@ -111,6 +131,7 @@ func PodWebhooks(mutating []admissionv1.MutatingWebhookConfiguration, validating
 			if createsPods(w.Rules) {
 				out = append(out, PodWebhook{Kind: "MutatingWebhookConfiguration", Configuration: c.Name, Name: w.Name,
 					NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects,
+					FailurePolicy: w.FailurePolicy, TimeoutSeconds: w.TimeoutSeconds, Service: w.ClientConfig.Service,
 					Istio: istio || strings.HasPrefix(c.Name, "istio-")})
 			}
 		}
@@ -119,7 +140,8 @@ func PodWebhooks(mutating []admissionv1.MutatingWebhookConfiguration, validating
 		for _, w := range c.Webhooks {
 			if createsPods(w.Rules) {
 				out = append(out, PodWebhook{Kind: "ValidatingWebhookConfiguration", Configuration: c.Name, Name: w.Name,
-					NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects})
+					NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects,
+					FailurePolicy: w.FailurePolicy, TimeoutSeconds: w.TimeoutSeconds, Service: w.ClientConfig.Service})
 			}
 		}
 	}
@@ -314,17 +336,38 @@ func sideEffectsUnproven(where string, g probeGroup, noDryRun []PodWebhook) Resu
 }
 
 // dryRun creates pod in ns with a server-side dry run and judges what comes
-// back: nil when istio-proxy is a native sidecar, else the finding, naming
-// where and the webhooks (other than the injector) that acted on it.
+// back: nil when istio-proxy is a native sidecar and every webhook acting
+// on it was seen to answer, else the finding, naming where and the webhooks
+// (other than the injector) that acted on it.
 func dryRun(ctx context.Context, e *Env, ns string, pod *corev1.Pod, where string, webhooks []PodWebhook) *Result {
+	// The API server bounds each webhook by its timeoutSeconds; this bounds
+	// the whole request, should the API server not answer either.
+	limit := 10 * time.Second
+	for _, w := range webhooks {
+		limit += 2 * w.Timeout() // a mutating webhook may be called again
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	watch := e.watchFailOpen(ctx, webhooks)
+	start := time.Now()
 	got, err := e.Kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	took := time.Since(start)
 	otherWhs := otherWebhooks(webhooks)
 	others := webhooksClause(webhookNames(otherWhs))
 	switch {
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource"):
 		return &Result{Status: Warn, Message: where + ": unproven: no permission to create pods (dry run) there",
 			Hint: "run precheck as someone who may create pods in the mesh namespaces (nothing is stored: it is a dry run)"}
+	case ctx.Err() != nil:
+		return &Result{Status: Warn, Message: fmt.Sprintf("%s: unproven: the API server did not answer the dry run within %s%s", where, limit, others),
+			Hint: "check the webhooks acting on pods there and the API server, then run precheck again", Webhooks: refs(otherWhs)}
 	case err != nil:
+		if w, ok := unanswered(err, webhooks); ok {
+			return &Result{Status: Fail,
+				Message:  fmt.Sprintf("%s: webhook %s (failurePolicy Fail) did not answer within its timeoutSeconds (%s), so the API server refuses every pod there: %v", where, w, w.Timeout(), err),
+				Hint:     "bring the webhook's server back (or set failurePolicy: Ignore if pods may go without it), then run precheck again",
+				Webhooks: []WebhookRef{w.Ref()}}
+		}
 		return &Result{Status: Fail, Message: fmt.Sprintf("%s: a pod with a native istio-proxy is refused: %v%s", where, err, others),
 			Hint:     "fix or exclude the webhook or policy that refuses it (a webhook built on k8s.io/api older than 1.28 drops restartPolicy from init containers), then run precheck again",
 			Webhooks: refs(otherWhs)}
@@ -334,7 +377,30 @@ func dryRun(ctx context.Context, e *Env, ns string, pod *corev1.Pod, where strin
 			Hint:     "upgrade or exclude the webhook that rewrites the pod (it must keep initContainers[].restartPolicy: Always), then run precheck again",
 			Webhooks: refs(otherWhs)}
 	}
+	if silent, why := watch.silent(ctx, took); len(silent) > 0 {
+		return &Result{Status: Warn,
+			Message:  fmt.Sprintf("%s: unproven: %s; with failurePolicy Ignore the API server went on without it, so what it does to a native sidecar is unseen", where, why),
+			Hint:     "bring the webhook's server back, or check by hand that it keeps initContainers[].restartPolicy, then run precheck again",
+			Webhooks: refs(silent)}
+	}
 	return nil
+}
+
+// unanswered finds, in the API server's refusal, the webhook it could not
+// call (down, or slower than its timeoutSeconds).
+func unanswered(err error, webhooks []PodWebhook) (PodWebhook, bool) {
+	msg := err.Error()
+	i := strings.Index(msg, `failed calling webhook "`)
+	if i < 0 {
+		return PodWebhook{}, false
+	}
+	name, _, _ := strings.Cut(msg[i+len(`failed calling webhook "`):], `"`)
+	for _, w := range webhooks {
+		if w.Name == name {
+			return w, true
+		}
+	}
+	return PodWebhook{}, false
 }
 
 // templateSample is a workload whose pod template meets another set of
