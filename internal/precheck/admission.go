@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -44,8 +45,40 @@ type PodWebhook struct {
 	NamespaceSelector *metav1.LabelSelector
 	ObjectSelector    *metav1.LabelSelector
 	SideEffects       *admissionv1.SideEffectClass
+	FailurePolicy     *admissionv1.FailurePolicyType
+	TimeoutSeconds    *int32
+	// Service is where the API server calls it, when not by URL.
+	Service *admissionv1.ServiceReference
 	// Istio is true for the mesh's own injector.
 	Istio bool
+}
+
+// Ignored is true when the API server goes on without the webhook when
+// calling it fails (failurePolicy Ignore; v1's default is Fail).
+func (w PodWebhook) Ignored() bool {
+	return w.FailurePolicy != nil && *w.FailurePolicy == admissionv1.Ignore
+}
+
+// Timeout is how long the API server waits for the webhook (v1's default
+// is 10s).
+func (w PodWebhook) Timeout() time.Duration {
+	if w.TimeoutSeconds == nil {
+		return 10 * time.Second
+	}
+	return time.Duration(*w.TimeoutSeconds) * time.Second
+}
+
+// Ref names w in a Result.
+func (w PodWebhook) Ref() WebhookRef {
+	return WebhookRef{Kind: w.Kind, Configuration: w.Configuration, Name: w.Name}
+}
+
+func refs(whs []PodWebhook) []WebhookRef {
+	var out []WebhookRef
+	for _, w := range whs {
+		out = append(out, w.Ref())
+	}
+	return out
 }
 
 func (w PodWebhook) String() string {
@@ -98,6 +131,7 @@ func PodWebhooks(mutating []admissionv1.MutatingWebhookConfiguration, validating
 			if createsPods(w.Rules) {
 				out = append(out, PodWebhook{Kind: "MutatingWebhookConfiguration", Configuration: c.Name, Name: w.Name,
 					NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects,
+					FailurePolicy: w.FailurePolicy, TimeoutSeconds: w.TimeoutSeconds, Service: w.ClientConfig.Service,
 					Istio: istio || strings.HasPrefix(c.Name, "istio-")})
 			}
 		}
@@ -106,7 +140,8 @@ func PodWebhooks(mutating []admissionv1.MutatingWebhookConfiguration, validating
 		for _, w := range c.Webhooks {
 			if createsPods(w.Rules) {
 				out = append(out, PodWebhook{Kind: "ValidatingWebhookConfiguration", Configuration: c.Name, Name: w.Name,
-					NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects})
+					NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects,
+					FailurePolicy: w.FailurePolicy, TimeoutSeconds: w.TimeoutSeconds, Service: w.ClientConfig.Service})
 			}
 		}
 	}
@@ -242,22 +277,18 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 			where = fmt.Sprintf("%s (%d namespaces that every webhook treats alike: one probe stands for them)", where, len(g.namespaces))
 		}
 		probeWebhooks := selecting(g.webhooks, probe.Labels)
-		var noDryRun []string
+		var noDryRun []PodWebhook
 		for _, w := range probeWebhooks {
 			if !w.SupportsDryRun() {
-				noDryRun = append(noDryRun, w.String())
+				noDryRun = append(noDryRun, w)
 			}
 		}
 		if len(noDryRun) > 0 {
-			out = append(out, Result{Status: Warn,
-				Message: fmt.Sprintf("%s: unproven: %s may have side effects, so the API server will not run it on a dry run", where, listSome(noDryRun)),
-				Hint:    "set sideEffects: None or NoneOnDryRun on those webhooks if they have none, or check by hand that they keep initContainers[].restartPolicy"})
+			out = append(out, sideEffectsUnproven(where, g, noDryRun))
 			continue
 		}
 		if r := dryRun(ctx, e, g.namespaces[0], probe.DeepCopy(), where, probeWebhooks); r != nil {
-			for _, ns := range g.namespaces {
-				r.Details = append(r.Details, "namespace="+ns)
-			}
+			r.Namespaces, r.Revision = g.namespaces, g.revision
 			out = append(out, *r)
 			continue
 		}
@@ -280,7 +311,7 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 		pod.Annotations[nativeAnnotation] = "true"
 		where := fmt.Sprintf("%s/%s (its pod labels meet other webhooks than the probe's)", smp.namespace, smp.workload)
 		if r := dryRun(ctx, e, smp.namespace, pod, where, smp.webhooks); r != nil {
-			r.Details = append(r.Details, "namespace="+smp.namespace, "workload="+smp.workload)
+			r.Namespaces, r.Workload = []string{smp.namespace}, smp.workload
 			out = append(out, *r)
 		}
 	}
@@ -294,25 +325,82 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 	return out, nil
 }
 
+// sideEffectsUnproven is the finding for a group of namespaces where
+// webhooks that may have side effects act on pods: the API server refuses a
+// dry run they would see, so the group is unproven, never passed.
+func sideEffectsUnproven(where string, g probeGroup, noDryRun []PodWebhook) Result {
+	return Result{Status: Warn,
+		Message:    fmt.Sprintf("%s: unproven: %s may have side effects, so the API server will not run it on a dry run", where, listSome(webhookNames(noDryRun))),
+		Hint:       "set sideEffects: None or NoneOnDryRun on those webhooks if they have none, or check by hand that they keep initContainers[].restartPolicy",
+		Namespaces: g.namespaces, Revision: g.revision, Webhooks: refs(noDryRun)}
+}
+
 // dryRun creates pod in ns with a server-side dry run and judges what comes
-// back: nil when istio-proxy is a native sidecar, else the finding, naming
-// where and the webhooks (other than the injector) that acted on it.
+// back: nil when istio-proxy is a native sidecar and every webhook acting
+// on it was seen to answer, else the finding, naming where and the webhooks
+// (other than the injector) that acted on it.
 func dryRun(ctx context.Context, e *Env, ns string, pod *corev1.Pod, where string, webhooks []PodWebhook) *Result {
+	// The API server bounds each webhook by its timeoutSeconds; this bounds
+	// the whole request, should the API server not answer either.
+	limit := 10 * time.Second
+	for _, w := range webhooks {
+		limit += 2 * w.Timeout() // a mutating webhook may be called again
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	watch := e.watchFailOpen(ctx, webhooks)
+	start := time.Now()
 	got, err := e.Kube.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-	others := webhooksClause(otherWebhooks(webhooks))
+	took := time.Since(start)
+	otherWhs := otherWebhooks(webhooks)
+	others := webhooksClause(webhookNames(otherWhs))
 	switch {
 	case apierrors.IsForbidden(err) && strings.Contains(err.Error(), "cannot create resource"):
 		return &Result{Status: Warn, Message: where + ": unproven: no permission to create pods (dry run) there",
 			Hint: "run precheck as someone who may create pods in the mesh namespaces (nothing is stored: it is a dry run)"}
+	case ctx.Err() != nil:
+		return &Result{Status: Warn, Message: fmt.Sprintf("%s: unproven: the API server did not answer the dry run within %s%s", where, limit, others),
+			Hint: "check the webhooks acting on pods there and the API server, then run precheck again", Webhooks: refs(otherWhs)}
 	case err != nil:
+		if w, ok := unanswered(err, webhooks); ok {
+			return &Result{Status: Fail,
+				Message:  fmt.Sprintf("%s: webhook %s (failurePolicy Fail) did not answer within its timeoutSeconds (%s), so the API server refuses every pod there: %v", where, w, w.Timeout(), err),
+				Hint:     "bring the webhook's server back (or set failurePolicy: Ignore if pods may go without it), then run precheck again",
+				Webhooks: []WebhookRef{w.Ref()}}
+		}
 		return &Result{Status: Fail, Message: fmt.Sprintf("%s: a pod with a native istio-proxy is refused: %v%s", where, err, others),
-			Hint: "fix or exclude the webhook or policy that refuses it (a webhook built on k8s.io/api older than 1.28 drops restartPolicy from init containers), then run precheck again"}
+			Hint:     "fix or exclude the webhook or policy that refuses it (a webhook built on k8s.io/api older than 1.28 drops restartPolicy from init containers), then run precheck again",
+			Webhooks: refs(otherWhs)}
 	}
 	if problem := NativeProxyProblem(got); problem != "" {
 		return &Result{Status: Fail, Message: fmt.Sprintf("%s: %s%s", where, problem, others),
-			Hint: "upgrade or exclude the webhook that rewrites the pod (it must keep initContainers[].restartPolicy: Always), then run precheck again"}
+			Hint:     "upgrade or exclude the webhook that rewrites the pod (it must keep initContainers[].restartPolicy: Always), then run precheck again",
+			Webhooks: refs(otherWhs)}
+	}
+	if silent, why := watch.silent(ctx, took); len(silent) > 0 {
+		return &Result{Status: Warn,
+			Message:  fmt.Sprintf("%s: unproven: %s; with failurePolicy Ignore the API server went on without it, so what it does to a native sidecar is unseen", where, why),
+			Hint:     "bring the webhook's server back, or check by hand that it keeps initContainers[].restartPolicy, then run precheck again",
+			Webhooks: refs(silent)}
 	}
 	return nil
+}
+
+// unanswered finds, in the API server's refusal, the webhook it could not
+// call (down, or slower than its timeoutSeconds).
+func unanswered(err error, webhooks []PodWebhook) (PodWebhook, bool) {
+	msg := err.Error()
+	i := strings.Index(msg, `failed calling webhook "`)
+	if i < 0 {
+		return PodWebhook{}, false
+	}
+	name, _, _ := strings.Cut(msg[i+len(`failed calling webhook "`):], `"`)
+	for _, w := range webhooks {
+		if w.Name == name {
+			return w, true
+		}
+	}
+	return PodWebhook{}, false
 }
 
 // templateSample is a workload whose pod template meets another set of
@@ -413,12 +501,20 @@ func templatesIn(ctx context.Context, e *Env, ns string) ([]templateSample, erro
 
 // otherWebhooks are the webhooks, other than the mesh's injector, that act
 // on the probe.
-func otherWebhooks(whs []PodWebhook) []string {
-	var out []string
+func otherWebhooks(whs []PodWebhook) []PodWebhook {
+	var out []PodWebhook
 	for _, w := range whs {
 		if !w.Istio {
-			out = append(out, w.String())
+			out = append(out, w)
 		}
+	}
+	return out
+}
+
+func webhookNames(whs []PodWebhook) []string {
+	out := make([]string, len(whs))
+	for i, w := range whs {
+		out[i] = w.String()
 	}
 	return out
 }

@@ -23,10 +23,28 @@ const (
 
 // Result is one line of the report.
 type Result struct {
-	Status  Status   `json:"status"`
-	Message string   `json:"message"`
-	Hint    string   `json:"hint,omitempty"`
-	Details []string `json:"details,omitempty"`
+	Status  Status `json:"status"`
+	Message string `json:"message"`
+	Hint    string `json:"hint,omitempty"`
+	// Where a finding stands, for -o json and for migrate's refusals
+	// (Report.Split): its namespaces (several when one admission probe
+	// stood for them), its workload (Kind/name, in those namespaces), the
+	// webhooks it names, the revision, and an object of another kind it
+	// names (LimitRange/x, ResourceQuota/x, VerticalPodAutoscaler/x).
+	Namespaces []string     `json:"namespaces,omitempty"`
+	Workload   string       `json:"workload,omitempty"`
+	Webhooks   []WebhookRef `json:"webhooks,omitempty"`
+	Revision   string       `json:"revision,omitempty"`
+	Object     string       `json:"object,omitempty"`
+	Details    []string     `json:"details,omitempty"`
+}
+
+// WebhookRef names one webhook of a configuration.
+type WebhookRef struct {
+	// Kind is MutatingWebhookConfiguration or ValidatingWebhookConfiguration.
+	Kind          string `json:"kind"`
+	Configuration string `json:"configuration"`
+	Name          string `json:"name"`
 }
 
 // Check is one named check in a group. Run may return several results (one
@@ -47,7 +65,7 @@ type Check struct {
 var RetryInterval = time.Second
 
 // Groups in the order they are printed.
-var Groups = []string{"Feature", "Control plane", "Node pools", "Mesh", "Injection", "Admission", "Resources", "Workloads", "Permissions"}
+var Groups = []string{"Feature", "Control plane", "Node pools", "Mesh", "Injection", "Admission", "Resources", "Lifecycle", "Workloads", "Permissions"}
 
 // GroupReport is one group's results.
 type GroupReport struct {

@@ -1,10 +1,8 @@
 package precheck
 
-import "strings"
-
 // scopedGroups are the groups whose failures stand for the namespaces and
 // workloads they name: migrate refuses those and goes on with the rest.
-var scopedGroups = map[string]bool{"Admission": true, "Resources": true}
+var scopedGroups = map[string]bool{"Admission": true, "Resources": true, "Lifecycle": true}
 
 // Refusals are what failing scoped checks refuse, each with why.
 type Refusals struct {
@@ -26,8 +24,8 @@ func (r Refusals) Why(ns, workload string) string {
 	return r.Namespaces[ns]
 }
 
-// Split sorts the report's failures: those of the Admission and Resources
-// checks that name where they stand (details namespace= and workload=)
+// Split sorts the report's failures: those of the Admission, Resources and
+// Lifecycle checks that name where they stand (Namespaces, Workload)
 // become Refusals; every other failure stands for the whole cluster and is
 // returned as a report of the failing results alone (nil when none).
 func (r *Report) Split() (Refusals, *Report) {
@@ -64,21 +62,12 @@ func (r *Report) Split() (Refusals, *Report) {
 
 // add records a scoped failure; false when it names no namespace.
 func (r Refusals) add(res Result) bool {
-	var nss []string
-	workload := ""
-	for _, d := range res.Details {
-		if v, ok := strings.CutPrefix(d, "namespace="); ok {
-			nss = append(nss, v)
-		} else if v, ok := strings.CutPrefix(d, "workload="); ok {
-			workload = v
-		}
-	}
-	if len(nss) == 0 {
+	if len(res.Namespaces) == 0 {
 		return false
 	}
-	for _, ns := range nss {
-		if workload != "" {
-			r.Workloads[ns+"/"+workload] = join(r.Workloads[ns+"/"+workload], res.Message)
+	for _, ns := range res.Namespaces {
+		if res.Workload != "" {
+			r.Workloads[ns+"/"+res.Workload] = join(r.Workloads[ns+"/"+res.Workload], res.Message)
 		} else {
 			r.Namespaces[ns] = join(r.Namespaces[ns], res.Message)
 		}

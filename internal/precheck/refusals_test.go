@@ -9,13 +9,13 @@ func TestSplitRefusesNamespacesAndWorkloads(t *testing.T) {
 	r := &Report{Groups: []GroupReport{
 		{Name: "Admission", Checks: []CheckReport{{Name: "native sidecar admitted in each mesh namespace", Results: []Result{
 			{Status: OK, Message: "1 of 3 proven"},
-			{Status: Fail, Message: "hostile, other: stripped", Details: []string{"namespace=hostile", "namespace=other"}},
-			{Status: Fail, Message: "mix/Deployment/legacy: stripped", Details: []string{"namespace=mix", "workload=Deployment/legacy"}},
-			{Status: Warn, Message: "side: unproven", Details: []string{"namespace=side"}},
+			{Status: Fail, Message: "hostile, other: stripped", Namespaces: []string{"hostile", "other"}},
+			{Status: Fail, Message: "mix/Deployment/legacy: stripped", Namespaces: []string{"mix"}, Workload: "Deployment/legacy"},
+			{Status: Warn, Message: "side: unproven", Namespaces: []string{"side"}},
 		}}}},
 		{Name: "Resources", Checks: []CheckReport{{Name: "requests, limits and quotas of native pods", Results: []Result{
-			{Status: Fail, Message: "mix/Deployment/withinit: LimitRange", Details: []string{"namespace=mix", "workload=Deployment/withinit", "limitrange=lr"}},
-			{Status: Warn, Message: "mix/Deployment/web: quota", Details: []string{"namespace=mix", "workload=Deployment/web"}},
+			{Status: Fail, Message: "mix/Deployment/withinit: LimitRange", Namespaces: []string{"mix"}, Workload: "Deployment/withinit", Object: "LimitRange/lr"},
+			{Status: Warn, Message: "mix/Deployment/web: quota", Namespaces: []string{"mix"}, Workload: "Deployment/web"},
 		}}}},
 	}}
 	ref, global := r.Split()

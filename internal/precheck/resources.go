@@ -29,7 +29,6 @@ import (
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
-	"github.com/meshaddon/meshaddon/internal/migrate"
 )
 
 // ClassicPod is the classic form of a native pod: istio-proxy a regular
@@ -368,25 +367,14 @@ type template struct {
 }
 
 func checkResources(ctx context.Context, e *Env) ([]Result, error) {
-	revs, err := e.Revisions(ctx)
-	if err != nil {
-		return nil, err
-	}
-	nss, err := e.Namespaces(ctx)
-	if err != nil {
-		return nil, err
-	}
-	revOf := map[string]string{}
-	for _, ns := range nss {
-		rev := ns.Labels[inventory.RevisionLabel]
-		if slices.Contains(revs, rev) && ns.Status.Phase != corev1.NamespaceTerminating && !migrate.Untouched(ns.Name, e.MeshNamespace) {
-			revOf[ns.Name] = rev
-		}
-	}
-	if len(revOf) == 0 {
+	mw, err := e.meshWorkloads(ctx)
+	if err == nil && len(mw.revOf) == 0 {
 		return one(Skip, "no namespace is labelled for a mesh revision ("+inventory.RevisionLabel+")", ""), nil
 	}
-	res, err := measureResources(ctx, e, revOf)
+	var res []Result
+	if err == nil {
+		res, err = measureResources(ctx, e, mw)
+	}
 	if apierrors.IsForbidden(err) {
 		return one(Warn, "unmeasured: "+err.Error(), "run precheck as someone who may list Deployments, StatefulSets, DaemonSets, LimitRanges, ResourceQuotas and nodes cluster-wide and create pods (dry run) in the mesh namespaces"), nil
 	}
@@ -394,16 +382,13 @@ func checkResources(ctx context.Context, e *Env) ([]Result, error) {
 }
 
 // measureResources is checkResources past the namespaces.
-func measureResources(ctx context.Context, e *Env, revOf map[string]string) ([]Result, error) {
-	tmpls, err := meshTemplates(ctx, e, revOf)
-	if err != nil {
-		return nil, err
-	}
+func measureResources(ctx context.Context, e *Env, mw *meshWorkloads) ([]Result, error) {
+	tmpls, revOf := mw.templates, mw.revOf
 	if len(tmpls) == 0 {
 		return one(Skip, "no Deployment, StatefulSet or DaemonSet in a mesh namespace", ""), nil
 	}
 	var lrs []corev1.LimitRange
-	err = inventory.EachListPage(ctx, metav1.ListOptions{Limit: 500}, e.Kube.CoreV1().LimitRanges("").List, func(l *corev1.LimitRangeList) error {
+	err := inventory.EachListPage(ctx, metav1.ListOptions{Limit: 500}, e.Kube.CoreV1().LimitRanges("").List, func(l *corev1.LimitRangeList) error {
 		lrs = append(lrs, l.Items...)
 		return nil
 	})
@@ -459,9 +444,9 @@ func measureResources(ctx context.Context, e *Env, revOf map[string]string) ([]R
 					continue
 				}
 				out = append(out, Result{Status: Warn,
-					Message: fmt.Sprintf("%s/%s: unmeasured: the dry run of its pod with a native istio-proxy was refused: %v", ns, t.name, err),
-					Hint:    "see the admission check for that namespace; once a pod of it is admitted, run precheck again",
-					Details: []string{"namespace=" + ns, "workload=" + t.name}})
+					Message:    fmt.Sprintf("%s/%s: unmeasured: the dry run of its pod with a native istio-proxy was refused: %v", ns, t.name, err),
+					Hint:       "see the admission check for that namespace; once a pod of it is admitted, run precheck again",
+					Namespaces: []string{ns}, Workload: t.name})
 			}
 			g = rest
 		}
@@ -496,7 +481,7 @@ func judgeNamespace(ns string, ws []resourceWorkload, lrs []corev1.LimitRange, q
 	before, after := corev1.ResourceList{}, corev1.ResourceList{}
 	for _, w := range ws {
 		name := ns + "/" + w.name
-		details := []string{"namespace=" + ns, "workload=" + w.name}
+		where := []string{ns}
 		req, lim := PodRequests(w.native), PodLimits(w.native)
 		addTimes(before, PodRequests(w.classic), int(w.replicas))
 		addTimes(after, req, int(w.replicas))
@@ -507,9 +492,9 @@ func judgeNamespace(ns string, ws []resourceWorkload, lrs []corev1.LimitRange, q
 					also = " (it would refuse the classic pod too: a restart is refused with or without native sidecars)"
 				}
 				out = append(out, Result{Status: Fail,
-					Message: fmt.Sprintf("%s: a new pod with a native istio-proxy would be refused: %s%s", name, strings.Join(v, "; "), also),
-					Hint:    fmt.Sprintf("raise the bounds of LimitRange %s/%s, or set the proxy's resources within them (sidecar.istio.io/proxyCPU, proxyMemory, proxyCPULimit, proxyMemoryLimit annotations), then run precheck again", ns, lrs[i].Name),
-					Details: append(details, "limitrange="+lrs[i].Name)})
+					Message:    fmt.Sprintf("%s: a new pod with a native istio-proxy would be refused: %s%s", name, strings.Join(v, "; "), also),
+					Hint:       fmt.Sprintf("raise the bounds of LimitRange %s/%s, or set the proxy's resources within them (sidecar.istio.io/proxyCPU, proxyMemory, proxyCPULimit, proxyMemoryLimit annotations), then run precheck again", ns, lrs[i].Name),
+					Namespaces: where, Workload: w.name, Object: "LimitRange/" + lrs[i].Name})
 			}
 		}
 		if fits, node, alloc, short := NodeFit(req, nodes); !fits {
@@ -518,8 +503,8 @@ func judgeNamespace(ns string, ws []resourceWorkload, lrs []corev1.LimitRange, q
 				msg += fmt.Sprintf(": the largest, %s, has %s allocatable (short of %s)", node, formatList(alloc), formatList(short))
 			}
 			out = append(out, Result{Status: Fail, Message: msg,
-				Hint:    "lower the workload's or the proxy's requests, or add a node pool with larger nodes, then run precheck again",
-				Details: details})
+				Hint:       "lower the workload's or the proxy's requests, or add a node pool with larger nodes, then run precheck again",
+				Namespaces: where, Workload: w.name})
 		}
 		for i := range quotas {
 			q := &quotas[i]
@@ -531,15 +516,15 @@ func judgeNamespace(ns string, ws []resourceWorkload, lrs []corev1.LimitRange, q
 				continue
 			}
 			out = append(out, Result{Status: Warn,
-				Message: fmt.Sprintf("%s: ResourceQuota %s has no room for the restart's surge of %d pod(s): it needs %s, the quota has %s left (hard − used), short of %s", name, q.Name, w.surge, formatList(need), formatList(room), formatList(short)),
-				Hint:    fmt.Sprintf("raise ResourceQuota %s/%s, or lower the workload's maxSurge, before migrate restarts it: else the rollout waits for room", ns, q.Name),
-				Details: append(details, "resourcequota="+q.Name)})
+				Message:    fmt.Sprintf("%s: ResourceQuota %s has no room for the restart's surge of %d pod(s): it needs %s, the quota has %s left (hard − used), short of %s", name, q.Name, w.surge, formatList(need), formatList(room), formatList(short)),
+				Hint:       fmt.Sprintf("raise ResourceQuota %s/%s, or lower the workload's maxSurge, before migrate restarts it: else the rollout waits for room", ns, q.Name),
+				Namespaces: where, Workload: w.name, Object: "ResourceQuota/" + q.Name})
 		}
 	}
 	if len(out) == 0 {
 		out = append(out, Result{Status: OK,
-			Message: fmt.Sprintf("%s: ok: %d workload(s), requests %s → %s", ns, len(ws), formatList(before), formatList(after)),
-			Details: []string{"namespace=" + ns}})
+			Message:    fmt.Sprintf("%s: ok: %d workload(s), requests %s → %s", ns, len(ws), formatList(before), formatList(after)),
+			Namespaces: []string{ns}})
 	}
 	return out
 }

@@ -96,12 +96,12 @@ func TestResourcesAgainstAnAPIServer(t *testing.T) {
 	}
 	var got []string
 	for _, r := range res {
-		got = append(got, string(r.Status)+": "+r.Message+" "+strings.Join(r.Details, " "))
+		got = append(got, line(r))
 	}
 	joined := strings.Join(got, "\n")
 	want := []string{
 		"warn: full/Deployment/solo: unmeasured: the dry run of its pod with a native istio-proxy was refused: ",
-		"warn: full/Deployment/web: ResourceQuota tight has no room for the restart's surge of 1 pod(s): it needs pods 1, the quota has pods 0 left (hard − used), short of pods 1 namespace=full workload=Deployment/web resourcequota=tight",
+		"warn: full/Deployment/web: ResourceQuota tight has no room for the restart's surge of 1 pod(s): it needs pods 1, the quota has pods 0 left (hard − used), short of pods 1 namespace=full workload=Deployment/web object=ResourceQuota/tight",
 		"ok: open: ok: 1 workload(s), requests memory 128Mi → memory 128Mi namespace=open",
 	}
 	if len(got) != len(want) {

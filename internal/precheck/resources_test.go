@@ -192,11 +192,11 @@ func TestJudgeNamespace(t *testing.T) {
 	got = judgeNamespace("ns", []resourceWorkload{w}, lr, quota, nodes[:0])
 	var s []string
 	for _, r := range got {
-		s = append(s, string(r.Status)+": "+r.Message+" "+strings.Join(r.Details, " "))
+		s = append(s, line(r))
 	}
 	joined := strings.Join(s, "\n")
 	for _, want := range []string{"fail: ns/Deployment/web: a new pod with a native istio-proxy would be refused: LimitRange lr: the pod: memory limit 1280Mi is above the maximum 1200Mi namespace=ns",
-		"limitrange=lr", "fail: ns/Deployment/web: a new pod requests cpu 600m, memory 384Mi, which no Ready node can hold",
+		"object=LimitRange/lr", "fail: ns/Deployment/web: a new pod requests cpu 600m, memory 384Mi, which no Ready node can hold",
 		"warn: ns/Deployment/web: ResourceQuota q has no room for the restart's surge of 1 pod(s): it needs pods 1, the quota has pods 0 left (hard − used), short of pods 1"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("lacks %q:\n%s", want, joined)

@@ -42,6 +42,9 @@ type Spec struct {
 	// ARM also serves the local Azure Resource Manager endpoint. Once on,
 	// it stays on for the cluster's life (it is not part of Diff).
 	ARM bool `json:"arm,omitempty"`
+	// Audit keeps the API server's audit log of every write in the
+	// cluster's directory (cluster.AuditLogPath); only when it is created.
+	Audit bool `json:"audit,omitempty"`
 }
 
 // DefaultSpec is one pool of three nodes at the API server's version and the
@@ -169,6 +172,9 @@ func (s Spec) Diff(other Spec) []string {
 	}
 	if s.Policy != other.Policy {
 		d = append(d, fmt.Sprintf("policy %s, asked %s", s.Policy, other.Policy))
+	}
+	if s.Audit != other.Audit {
+		d = append(d, fmt.Sprintf("audit %t, asked %t", s.Audit, other.Audit))
 	}
 	return d
 }

@@ -27,6 +27,7 @@ import (
 	kubeclients "github.com/meshaddon/meshaddon/internal/kube"
 	"github.com/meshaddon/meshaddon/internal/testbed/cache"
 	"github.com/meshaddon/meshaddon/internal/testbed/cluster"
+	"github.com/meshaddon/meshaddon/internal/testbed/hazard"
 	"github.com/meshaddon/meshaddon/internal/testbed/mesh"
 	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
 	"github.com/meshaddon/meshaddon/internal/testbed/proc"
@@ -103,6 +104,7 @@ func (t *Testbed) Up(ctx context.Context, spec Spec) ([]string, error) {
 	}
 	var changes []string
 	start := time.Now()
+	t.Cluster.Audit = spec.Audit
 	started, err := t.Cluster.Start(ctx, bins, spec.APIServerPort)
 	if err != nil {
 		return nil, fmt.Errorf("start the control plane: %w (logs: %s)", err, t.Cluster.LogDir())
@@ -346,7 +348,7 @@ func (t *Testbed) Down(ctx context.Context) ([]string, error) {
 	for _, d := range []struct {
 		name   string
 		daemon proc.Daemon
-	}{{"the local ARM endpoint", t.armDaemon()}, {"the add-on manager", t.manager()}, {"the istiod runner", t.runner()}} {
+	}{{"the local ARM endpoint", t.armDaemon()}, {"the add-on manager", t.manager()}, {"the istiod runner", t.runner()}, {"the hazard webhooks", hazard.ServerDaemon(t.Cluster, t.Self)}} {
 		_, running := d.daemon.PID()
 		if err := d.daemon.Stop(10 * time.Second); err != nil {
 			return done, err

@@ -30,12 +30,37 @@ type precheckReport struct {
 		Name   string
 		Checks []struct {
 			Name    string
-			Results []struct {
-				Status, Message, Hint string
-				Details               []string
-			}
+			Results []precheckResult
 		}
 	}
+}
+
+// precheckResult is one finding of `precheck -o json`.
+type precheckResult struct {
+	Status, Message, Hint string
+	Namespaces            []string
+	Workload              string
+	Webhooks              []struct{ Kind, Configuration, Name string }
+	Revision, Object      string
+	Details               []string
+}
+
+// String is "status: message" and where it stands (namespace=,
+// workload=, object=, revision=, webhook=).
+func (r precheckResult) String() string {
+	tags := []string{r.Status + ": " + r.Message}
+	for _, ns := range r.Namespaces {
+		tags = append(tags, "namespace="+ns)
+	}
+	for _, kv := range [][2]string{{"workload", r.Workload}, {"object", r.Object}, {"revision", r.Revision}} {
+		if kv[1] != "" {
+			tags = append(tags, kv[0]+"="+kv[1])
+		}
+	}
+	for _, w := range r.Webhooks {
+		tags = append(tags, "webhook="+w.Configuration+"/"+w.Name)
+	}
+	return strings.Join(append(tags, r.Details...), " ")
 }
 
 func runPrecheck(t *testing.T, cluster string) (precheckReport, result) {
@@ -55,7 +80,7 @@ func resultsOf(rep precheckReport, check string) []string {
 		for _, c := range g.Checks {
 			if c.Name == check {
 				for _, r := range c.Results {
-					out = append(out, r.Status+": "+r.Message+" "+strings.Join(r.Details, " "))
+					out = append(out, r.String())
 				}
 			}
 		}

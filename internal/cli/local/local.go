@@ -31,6 +31,7 @@ are built once from the Go module proxy into $MESHADDON_CACHE (default ~/.cache/
 		newRunnerCommand(streams),
 		newARMServerCommand(streams),
 		newARMEnvCommand(streams),
+		newHazardCommand(streams),
 	)
 	return cmd
 }

@@ -25,6 +25,7 @@ type UpOptions struct {
 	NativeSidecars string
 	PodStartDelay  time.Duration
 	APIServerPort  int
+	Audit          bool
 	Manager        bool
 	NewCluster     bool
 	Policy         string
@@ -71,6 +72,7 @@ to ~/.kube/config: use the kubeconfig file it prints.`,
 	cmd.Flags().DurationVar(&o.PodStartDelay, "pod-start-delay", 0, "How long after binding a pod becomes Ready")
 	cmd.Flags().BoolVar(&o.Manager, "manager", def.Manager, "Run the add-on manager; --manager=false leaves istiod as --native-sidecars set it")
 	cmd.Flags().BoolVar(&o.NewCluster, "new-cluster", false, "Set the mesh up as a new cluster's: native sidecars from the start when the versions qualify")
+	cmd.Flags().BoolVar(&o.Audit, "audit", false, "Keep the API server's audit log of every write in the cluster's directory (only when the cluster is created)")
 	cmd.Flags().BoolVar(&o.ARM, "arm", false, "Also serve a local Azure Resource Manager endpoint backed by the cluster, for --provider aks (see meshaddon local arm-env)")
 	cmd.Flags().StringVar(&o.Policy, "policy", def.Policy, "The manager's version policy: "+strings.Join(meshversion.PolicyNames(), " or "))
 	return cmd
@@ -117,6 +119,9 @@ func (o *UpOptions) Complete(cmd *cobra.Command) error {
 	}
 	if f.Changed("policy") {
 		o.spec.Policy = o.Policy
+	}
+	if f.Changed("audit") {
+		o.spec.Audit = o.Audit
 	}
 	if f.Changed("arm") {
 		o.spec.ARM = o.ARM

@@ -148,6 +148,9 @@ func PrintText(w io.Writer, r *precheck.Report) {
 		for _, c := range g.Checks {
 			for _, res := range c.Results {
 				fmt.Fprintf(w, "%s %s\n", marks[res.Status], res.Message)
+				if len(res.Namespaces) > 1 { // the message names a few
+					fmt.Fprintf(w, "    namespaces: %s\n", strings.Join(res.Namespaces, ", "))
+				}
 				for _, d := range res.Details {
 					fmt.Fprintf(w, "    %s\n", d)
 				}

@@ -56,6 +56,27 @@ type Cluster struct {
 	// Dir holds everything of this cluster: kwokctl's work dir, the
 	// kubeconfig, logs, pid files and the saved spec.
 	Dir string
+	// Audit, when the cluster is created, turns on the API server's audit
+	// log of every write (AuditLogPath).
+	Audit bool
+}
+
+// auditPolicy logs every request but reads (get, list, watch) at Metadata
+// level, once it completed: who wrote what, and with which query (a dry
+// run's requestURI carries dryRun=All).
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived, ResponseStarted]
+rules:
+- level: None
+  verbs: [get, list, watch]
+- level: Metadata
+`
+
+// AuditLogPath is the API server's audit log (a JSON event a line), kept
+// when the cluster was created with Audit.
+func (c *Cluster) AuditLogPath() string {
+	return filepath.Join(c.kwokClusterDir(), "logs", "audit.log")
 }
 
 // Open returns the cluster called name (it need not exist yet).
@@ -201,7 +222,7 @@ func (c *Cluster) Healthy(ctx context.Context) bool {
 // component on 127.0.0.1, cached binaries, Stages served as CRDs so the test
 // bed can rewrite them while the cluster runs, and client QPS raised where
 // the defaults (20/30) would throttle large rollouts.
-func kwokctlConfig(bins cache.Binaries, apiserverPort int) ([]byte, error) {
+func kwokctlConfig(bins cache.Binaries, apiserverPort int, auditPolicyPath string) ([]byte, error) {
 	conf := kwokconfig.KwokctlConfiguration{}
 	conf.APIVersion = kwokconfig.GroupVersion.String()
 	conf.Kind = kwokconfig.KwokctlConfigurationKind
@@ -216,6 +237,7 @@ func kwokctlConfig(bins cache.Binaries, apiserverPort int) ([]byte, error) {
 	o.KwokControllerBinary = bins.Path("kwok")
 	o.EnableCRDs = []string{"Stage"}
 	o.KubeApiserverPort = uint32(apiserverPort)
+	o.KubeAuditPolicy = auditPolicyPath
 	qps := []kwokconfig.ExtraArgs{{Key: "kube-api-qps", Value: "500"}, {Key: "kube-api-burst", Value: "1000"}}
 	conf.ComponentsPatches = []kwokconfig.ComponentPatches{
 		{Name: "kube-controller-manager", ExtraArgs: qps},
@@ -276,7 +298,14 @@ func (c *Cluster) Start(ctx context.Context, bins cache.Binaries, apiserverPort 
 			}
 			_ = l.Close()
 		}
-		conf, err := kwokctlConfig(bins, apiserverPort)
+		policy := ""
+		if c.Audit {
+			policy = filepath.Join(c.Dir, "audit-policy.yaml")
+			if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+				return false, err
+			}
+		}
+		conf, err := kwokctlConfig(bins, apiserverPort, policy)
 		if err != nil {
 			return false, err
 		}
