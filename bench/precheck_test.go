@@ -144,13 +144,20 @@ func TestPrecheckAdmissionAtScale(t *testing.T) {
 	census := waitCensus(t, cfg, pods)
 	t.Logf("the manager's census: %d pods, %d not injected, revisions %+v", census.Total, census.NotInjected, census.Revisions)
 	kcfg := kubeconfigOf(name)
+	// MESHADDON_BENCH_PRECHECK_BIN measures another build's precheck on
+	// the same cluster (the code before a change).
+	precheckBin := meshaddonBin
+	if b := os.Getenv("MESHADDON_BENCH_PRECHECK_BIN"); b != "" {
+		precheckBin = b
+		t.Logf("MESHADDON_BENCH_PRECHECK_BIN: measuring the precheck of %s", b)
+	}
 
 	// One untimed run in JSON: what precheck found, and that the proof ran
 	// on every mesh namespace.
 	t.Run("check run", func(t *testing.T) {
 		var out bytes.Buffer
 		before := dryRunMetrics(t, kc)
-		s := runMeasured(t, tools.rusage, &out, meshaddonBin, "precheck", "--kubeconfig", kcfg, "-o", "json")
+		s := runMeasured(t, tools.rusage, &out, precheckBin, "precheck", "--kubeconfig", kcfg, "-o", "json")
 		after := dryRunMetrics(t, kc)
 		if s.code != 0 && s.code != 1 { // 1: the preview feature is not registered
 			t.Fatalf("precheck exited %d:\n%s\n%s", s.code, out.String(), s.stderr)
@@ -186,7 +193,7 @@ func TestPrecheckAdmissionAtScale(t *testing.T) {
 		total := histogram{}
 		for i := 1; i <= runs; i++ {
 			before := dryRunMetrics(t, kc)
-			s := runMeasured(t, tools.rusage, &bytes.Buffer{}, meshaddonBin, "precheck", "--kubeconfig", kcfg)
+			s := runMeasured(t, tools.rusage, &bytes.Buffer{}, precheckBin, "precheck", "--kubeconfig", kcfg)
 			after := dryRunMetrics(t, kc)
 			if s.code != 0 && s.code != 1 {
 				t.Fatalf("run %d: precheck exited %d:\n%s", i, s.code, s.stderr)
