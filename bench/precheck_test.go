@@ -21,6 +21,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -107,16 +109,27 @@ func TestPrecheckAdmissionAtScale(t *testing.T) {
 		}
 	}
 	if !reused {
+		// A kept cluster whose setup stopped half-way is set up again:
+		// every step below takes what is already there.
 		start := time.Now()
-		addPools(t, name, kc, pools, perPool)
-		t.Logf("added %d pools of %d nodes in %s", pools, perPool, time.Since(start).Round(time.Second))
+		if list, err := kc.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{}); err == nil && len(list.Items) >= totalNodes {
+			t.Logf("the kept cluster has its %d nodes already", len(list.Items))
+		} else {
+			addPools(t, name, kc, pools, perPool)
+			t.Logf("added %d pools of %d nodes in %s", pools, perPool, time.Since(start).Round(time.Second))
+		}
 		nodes := nodeNames(t, kc, totalNodes)
+		revLabel := func(value string) {
+			patch := []byte(`{"metadata":{"labels":{"` + mesh.RevisionLabel + `":` + value + `}}}`)
+			_, err := kc.CoreV1().Namespaces().Patch(context.Background(), "bench-inject", types.StrategicMergePatchType, patch, metav1.PatchOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				t.Fatal(err)
+			}
+		}
+		revLabel(`"asm-1-27"`)
 		tmpl := injectedTemplate(t, kc)
 		// The template's namespace is not a mesh namespace of the benchmark.
-		unlabel := []byte(`{"metadata":{"labels":{"` + mesh.RevisionLabel + `":null}}}`)
-		if _, err := kc.CoreV1().Namespaces().Patch(context.Background(), "bench-inject", types.StrategicMergePatchType, unlabel, metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
+		revLabel("null")
 		start = time.Now()
 		createMeshNamespaces(t, kc, nss)
 		t.Logf("created %d namespaces in %d classes and their ServiceAccounts in %s", nss, admissionClasses, time.Since(start).Round(100*time.Millisecond))
@@ -144,78 +157,126 @@ func TestPrecheckAdmissionAtScale(t *testing.T) {
 	census := waitCensus(t, cfg, pods)
 	t.Logf("the manager's census: %d pods, %d not injected, revisions %+v", census.Total, census.NotInjected, census.Revisions)
 	kcfg := kubeconfigOf(name)
-	// MESHADDON_BENCH_PRECHECK_BIN measures another build's precheck on
-	// the same cluster (the code before a change).
-	precheckBin := meshaddonBin
-	if b := os.Getenv("MESHADDON_BENCH_PRECHECK_BIN"); b != "" {
-		precheckBin = b
-		t.Logf("MESHADDON_BENCH_PRECHECK_BIN: measuring the precheck of %s", b)
+	prof := buildPrecheckProf(t)
+	// MESHADDON_BENCH_PRECHECK_BEFORE (a meshaddon binary) and
+	// MESHADDON_BENCH_PRECHECKPROF_BEFORE (its bench/precheckprof) measure
+	// another build's precheck on the same cluster, the runs interleaved
+	// with this build's so that both meet the same load (the code before a
+	// change).
+	builds := []precheckBuild{{key: "precheck_admission", bin: meshaddonBin, prof: prof}}
+	if b := os.Getenv("MESHADDON_BENCH_PRECHECK_BEFORE"); b != "" {
+		builds = append(builds, precheckBuild{key: "precheck_admission_before", bin: b, prof: os.Getenv("MESHADDON_BENCH_PRECHECKPROF_BEFORE")})
+		t.Logf("MESHADDON_BENCH_PRECHECK_BEFORE: also measuring the precheck of %s", b)
 	}
 
-	// One untimed run in JSON: what precheck found, and that the proof ran
-	// on every mesh namespace.
+	// One untimed run in JSON each: what precheck found, and that the
+	// proof ran on every mesh namespace.
 	t.Run("check run", func(t *testing.T) {
-		var out bytes.Buffer
-		before := dryRunMetrics(t, kc)
-		s := runMeasured(t, tools.rusage, &out, precheckBin, "precheck", "--kubeconfig", kcfg, "-o", "json")
-		after := dryRunMetrics(t, kc)
-		if s.code != 0 && s.code != 1 { // 1: the preview feature is not registered
-			t.Fatalf("precheck exited %d:\n%s\n%s", s.code, out.String(), s.stderr)
-		}
-		var rep precheck.Report
-		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-			t.Fatalf("precheck -o json: %v\n%s", err, out.String())
-		}
-		for _, g := range rep.Groups {
-			for _, c := range g.Checks {
-				for i, r := range c.Results {
-					if g.Name == "Resources" && r.Status == precheck.OK && i > 2 {
-						continue // one ok line per namespace
+		for _, b := range builds {
+			var out bytes.Buffer
+			before := dryRunMetrics(t, kc)
+			hooks.dryRuns.Store(0)
+			s := runMeasured(t, tools.rusage, &out, b.bin, "precheck", "--kubeconfig", kcfg, "-o", "json")
+			after := dryRunMetrics(t, kc)
+			if s.code != 0 && s.code != 1 { // 1: the preview feature is not registered
+				t.Fatalf("%s exited %d:\n%s\n%s", b.key, s.code, out.String(), s.stderr)
+			}
+			var rep precheck.Report
+			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+				t.Fatalf("%s -o json: %v\n%s", b.key, err, out.String())
+			}
+			t.Logf("%s:", b.key)
+			for _, g := range rep.Groups {
+				for _, c := range g.Checks {
+					for i, r := range c.Results {
+						if g.Name == "Resources" && r.Status == precheck.OK && i > 2 {
+							continue // one ok line per namespace
+						}
+						t.Logf("  %s / %s: %s %s", g.Name, c.Name, r.Status, r.Message)
 					}
-					t.Logf("  %s / %s: %s %s", g.Name, c.Name, r.Status, r.Message)
 				}
 			}
+			admitted := admissionLine(rep)
+			want := fmt.Sprintf("%d of %d mesh namespaces admit", nss, nss)
+			if !strings.Contains(admitted, want) {
+				t.Errorf("%s: the admission proof says %q, want %q", b.key, admitted, want)
+			}
+			d := after.minus(before)
+			t.Logf("check run of %s: %s, peak RSS %.1f MiB, exit %d; %d dry-run pod creates on the API server; the bench webhooks saw %d dry-run reviews",
+				b.key, s.wall.Round(time.Millisecond), mib(s.maxrss), s.code, d.count, hooks.dryRuns.Load())
 		}
-		admitted := admissionLine(rep)
-		want := fmt.Sprintf("%d of %d mesh namespaces admit", nss, nss)
-		if !strings.Contains(admitted, want) {
-			t.Errorf("the admission proof says %q, want %q", admitted, want)
-		}
-		d := after.minus(before)
-		t.Logf("check run: %s, peak RSS %.1f MiB, exit %d; %d dry-run pod creates on the API server; the bench webhooks saw %d dry-run reviews",
-			s.wall.Round(time.Millisecond), mib(s.maxrss), s.code, d.count, hooks.dryRuns.Load())
 	})
 
 	t.Run("wall time, peak RSS and dry runs", func(t *testing.T) {
-		var walls []time.Duration
-		var rss []int64
-		var counts []int
-		total := histogram{}
+		walls := map[string][]time.Duration{}
+		rss := map[string][]int64{}
+		counts := map[string][]int{}
+		hist := map[string]histogram{}
 		for i := 1; i <= runs; i++ {
-			before := dryRunMetrics(t, kc)
-			s := runMeasured(t, tools.rusage, &bytes.Buffer{}, precheckBin, "precheck", "--kubeconfig", kcfg)
-			after := dryRunMetrics(t, kc)
-			if s.code != 0 && s.code != 1 {
-				t.Fatalf("run %d: precheck exited %d:\n%s", i, s.code, s.stderr)
+			for _, b := range builds {
+				before := dryRunMetrics(t, kc)
+				s := runMeasured(t, tools.rusage, &bytes.Buffer{}, b.bin, "precheck", "--kubeconfig", kcfg)
+				after := dryRunMetrics(t, kc)
+				if s.code != 0 && s.code != 1 {
+					t.Fatalf("run %d: %s exited %d:\n%s", i, b.key, s.code, s.stderr)
+				}
+				d := after.minus(before)
+				hist[b.key] = hist[b.key].plus(d)
+				walls[b.key], rss[b.key], counts[b.key] = append(walls[b.key], s.wall), append(rss[b.key], s.maxrss), append(counts[b.key], d.count)
+				t.Logf("run %d: %-25s %8s  peak RSS %.1f MiB  %d dry runs (server p50 %s, p99 %s)", i, b.key, s.wall.Round(time.Millisecond), mib(s.maxrss),
+					d.count, d.quantile(0.5).Round(time.Millisecond), d.quantile(0.99).Round(time.Millisecond))
 			}
-			d := after.minus(before)
-			total = total.plus(d)
-			walls, rss, counts = append(walls, s.wall), append(rss, s.maxrss), append(counts, d.count)
-			t.Logf("run %d: precheck %s  peak RSS %.1f MiB  %d dry runs (server p50 %s, p99 %s)", i, s.wall.Round(time.Millisecond), mib(s.maxrss),
-				d.count, d.quantile(0.5).Round(time.Millisecond), d.quantile(0.99).Round(time.Millisecond))
 		}
-		t.Logf("%d mesh namespaces in %d classes, %d Deployments, %d pods, %d nodes; %d runs", nss, admissionClasses, deps, pods, totalNodes, runs)
-		reportDuration(t, "precheck_admission.wall.best", slices.Min(walls), "s", noTarget)
-		reportDuration(t, "precheck_admission.wall.median", median(walls), "s", under(1, "< 1 s"))
-		report(t, "precheck_admission.maxrss", mib(medianInt64(rss)), "MiB", noTarget)
-		report(t, "precheck_admission.dry_runs", float64(slices.Max(counts)), "requests", noTarget)
-		if slices.Min(counts) != slices.Max(counts) {
-			t.Logf("the dry-run count varied between runs: %v", counts)
+		t.Logf("%d mesh namespaces in %d classes, %d Deployments, %d pods, %d nodes; %d runs each", nss, admissionClasses, deps, pods, totalNodes, runs)
+		logLoad(t)
+		for _, b := range builds {
+			k := b.key
+			reportDuration(t, k+".wall.best", slices.Min(walls[k]), "s", noTarget)
+			reportDuration(t, k+".wall.median", median(walls[k]), "s", under(1, "< 1 s"))
+			report(t, k+".maxrss", mib(medianInt64(rss[k])), "MiB", noTarget)
+			report(t, k+".dry_runs", float64(slices.Max(counts[k])), "requests", noTarget)
+			if slices.Min(counts[k]) != slices.Max(counts[k]) {
+				t.Logf("%s: the dry-run count varied between runs: %v", k, counts[k])
+			}
+			reportDuration(t, k+".dry_run.p50", hist[k].quantile(0.5), "ms", noTarget)
+			reportDuration(t, k+".dry_run.p99", hist[k].quantile(0.99), "ms", noTarget)
+			t.Logf("%s: dry-run latency on the API server over %d runs (its buckets, upper bound → count): %s", k, runs, hist[k])
 		}
-		reportDuration(t, "precheck_admission.dry_run.p50", total.quantile(0.5), "ms", noTarget)
-		reportDuration(t, "precheck_admission.dry_run.p99", total.quantile(0.99), "ms", noTarget)
-		t.Logf("dry-run latency histogram over %d runs (API server buckets, le → count): %s", runs, total)
 	})
+
+	// Where the time goes: each check's wall time and every request, by
+	// bench/precheckprof (precheck's code with a timing transport).
+	t.Run("profile", func(t *testing.T) {
+		for _, b := range builds {
+			if b.prof == "" {
+				continue
+			}
+			for i := 1; i <= 2; i++ {
+				out, err := exec.Command(b.prof, "--kubeconfig", kcfg).CombinedOutput()
+				if err != nil {
+					t.Fatalf("%s: precheckprof: %v\n%s", b.key, err, out)
+				}
+				t.Logf("%s, precheckprof run %d:\n%s", b.key, i, out)
+			}
+		}
+	})
+}
+
+// precheckBuild is one build of precheck the benchmark measures.
+type precheckBuild struct {
+	key  string
+	bin  string // meshaddon
+	prof string // its bench/precheckprof, or ""
+}
+
+// buildPrecheckProf builds bench/precheckprof from this tree.
+func buildPrecheckProf(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "precheckprof")
+	if b, err := exec.Command("go", "build", "-o", out, "./precheckprof").CombinedOutput(); err != nil {
+		t.Fatalf("build bench/precheckprof: %v\n%s", err, b)
+	}
+	return out
 }
 
 // admissionLine is the admission proof's summary line.
@@ -265,7 +326,7 @@ func createMeshNamespaces(t *testing.T, kc kubernetes.Interface, count int) {
 		}
 		return err
 	})
-	waitFor(t, 5*time.Minute, fmt.Sprintf("the default ServiceAccounts of %d namespaces", count), func(ctx context.Context) (bool, string) {
+	waitFor(t, 20*time.Minute, fmt.Sprintf("the default ServiceAccounts of %d namespaces", count), func(ctx context.Context) (bool, string) {
 		list, err := kc.CoreV1().ServiceAccounts("").List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=default"})
 		if err != nil {
 			return false, err.Error()
