@@ -22,9 +22,15 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
 )
+
+// dryRunsAtOnce is how many dry runs precheck has in flight: they are
+// independent, and one after another they added up to most of a precheck
+// of a large cluster.
+const dryRunsAtOnce = 8
 
 // Probe pods: what the dry run creates.
 const (
@@ -268,10 +274,15 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 	if len(groups) == 0 {
 		return one(Skip, "no namespace is labelled for a mesh revision ("+inventory.RevisionLabel+")", ""), nil
 	}
-	var out []Result
-	proven, total := 0, 0
-	for _, g := range groups {
-		total += len(g.namespaces)
+	// One probe per group, several at once (they are independent); the
+	// results are kept in the groups' order.
+	type verdict struct {
+		result *Result
+		proven bool
+	}
+	verdicts := make([]verdict, len(groups))
+	workqueue.ParallelizeUntil(ctx, dryRunsAtOnce, len(groups), func(i int) {
+		g := groups[i]
 		where := listSome(g.namespaces)
 		if len(g.namespaces) > 1 {
 			where = fmt.Sprintf("%s (%d namespaces that every webhook treats alike: one probe stands for them)", where, len(g.namespaces))
@@ -284,15 +295,29 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 			}
 		}
 		if len(noDryRun) > 0 {
-			out = append(out, sideEffectsUnproven(where, g, noDryRun))
-			continue
+			r := sideEffectsUnproven(where, g, noDryRun)
+			verdicts[i].result = &r
+			return
 		}
 		if r := dryRun(ctx, e, g.namespaces[0], probe.DeepCopy(), where, probeWebhooks); r != nil {
 			r.Namespaces, r.Revision = g.namespaces, g.revision
-			out = append(out, *r)
-			continue
+			verdicts[i].result = r
+			return
 		}
-		proven += len(g.namespaces)
+		verdicts[i].proven = true
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []Result
+	proven, total := 0, 0
+	for i, v := range verdicts {
+		total += len(groups[i].namespaces)
+		if v.proven {
+			proven += len(groups[i].namespaces)
+		} else if v.result != nil {
+			out = append(out, *v.result)
+		}
 	}
 	probes := len(groups)
 	// Webhooks that select on pod labels may treat real workloads unlike
@@ -301,8 +326,10 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, smp := range samples {
-		probes++
+	probes += len(samples)
+	sampled := make([]*Result, len(samples))
+	workqueue.ParallelizeUntil(ctx, dryRunsAtOnce, len(samples), func(i int) {
+		smp := samples[i]
 		pod := &corev1.Pod{ObjectMeta: *smp.template.ObjectMeta.DeepCopy(), Spec: *smp.template.Spec.DeepCopy()}
 		pod.Name, pod.GenerateName, pod.Namespace = "", ProbeApp+"-", ""
 		if pod.Annotations == nil {
@@ -312,6 +339,14 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 		where := fmt.Sprintf("%s/%s (its pod labels meet other webhooks than the probe's)", smp.namespace, smp.workload)
 		if r := dryRun(ctx, e, smp.namespace, pod, where, smp.webhooks); r != nil {
 			r.Namespaces, r.Workload = []string{smp.namespace}, smp.workload
+			sampled[i] = r
+		}
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, r := range sampled {
+		if r != nil {
 			out = append(out, *r)
 		}
 	}
@@ -411,12 +446,13 @@ type templateSample struct {
 	webhooks            []PodWebhook
 }
 
-// templateSamples reads the Deployments, StatefulSets and DaemonSets of the
-// mesh namespaces whose webhooks select on pod labels, and keeps one
-// workload for each distinct set of webhooks their templates meet (other
-// than the probe's). Namespaces whose webhooks have no object selector are
-// not read: every pod there meets the same webhooks.
+// templateSamples goes through the Deployments, StatefulSets and DaemonSets
+// (Env.Workloads) of the mesh namespaces whose webhooks select on pod
+// labels, and keeps one workload for each distinct set of webhooks their
+// templates meet (other than the probe's). Namespaces whose webhooks have
+// no object selector are skipped: every pod there meets the same webhooks.
 func templateSamples(ctx context.Context, e *Env, groups []probeGroup, probeLabels map[string]string) ([]templateSample, error) {
+	var byNS map[string][]template
 	var out []templateSample
 	for _, g := range groups {
 		selective := false
@@ -426,20 +462,25 @@ func templateSamples(ctx context.Context, e *Env, groups []probeGroup, probeLabe
 		if !selective {
 			continue
 		}
-		seen := map[string]bool{matchKey(g.webhooks, probeLabels): true}
-		for _, ns := range g.namespaces {
-			ws, err := templatesIn(ctx, e, ns)
+		if byNS == nil {
+			all, err := e.Workloads(ctx)
 			if err != nil {
 				return nil, err
 			}
-			for _, w := range ws {
-				key := matchKey(g.webhooks, w.template.Labels)
+			byNS = map[string][]template{}
+			for _, t := range all {
+				byNS[t.namespace] = append(byNS[t.namespace], t)
+			}
+		}
+		seen := map[string]bool{matchKey(g.webhooks, probeLabels): true}
+		for _, ns := range g.namespaces {
+			for _, t := range byNS[ns] {
+				key := matchKey(g.webhooks, t.tmpl.Labels)
 				if seen[key] {
 					continue
 				}
 				seen[key] = true
-				w.webhooks = selecting(g.webhooks, w.template.Labels)
-				out = append(out, w)
+				out = append(out, templateSample{namespace: ns, workload: t.name, template: *t.tmpl, webhooks: selecting(g.webhooks, t.tmpl.Labels)})
 			}
 		}
 	}
@@ -470,33 +511,6 @@ func matchKey(whs []PodWebhook, podLabels map[string]string) string {
 		}
 	}
 	return b.String()
-}
-
-func templatesIn(ctx context.Context, e *Env, ns string) ([]templateSample, error) {
-	var out []templateSample
-	apps := e.Kube.AppsV1()
-	deps, err := apps.Deployments(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list Deployments in %s: %w", ns, err)
-	}
-	for _, d := range deps.Items {
-		out = append(out, templateSample{namespace: ns, workload: "Deployment/" + d.Name, template: d.Spec.Template})
-	}
-	sts, err := apps.StatefulSets(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list StatefulSets in %s: %w", ns, err)
-	}
-	for _, d := range sts.Items {
-		out = append(out, templateSample{namespace: ns, workload: "StatefulSet/" + d.Name, template: d.Spec.Template})
-	}
-	dss, err := apps.DaemonSets(ns).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list DaemonSets in %s: %w", ns, err)
-	}
-	for _, d := range dss.Items {
-		out = append(out, templateSample{namespace: ns, workload: "DaemonSet/" + d.Name, template: d.Spec.Template})
-	}
-	return out, nil
 }
 
 // otherWebhooks are the webhooks, other than the mesh's injector, that act

@@ -109,6 +109,7 @@ func (e *Env) Prefetch(ctx context.Context) {
 		func(ctx context.Context) { _, _ = e.Istiods(ctx) },
 		func(ctx context.Context) { _, _ = e.Webhooks(ctx) },
 		func(ctx context.Context) { _, _ = e.Namespaces(ctx) },
+		func(ctx context.Context) { _, _ = e.Workloads(ctx) },
 	} {
 		go read(ctx)
 	}

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/workqueue"
 	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/utils/ptr"
 
@@ -420,18 +421,23 @@ func measureResources(ctx context.Context, e *Env, mw *meshWorkloads) ([]Result,
 	// verdicts are computed per namespace below); a refusal leaves the
 	// group's workloads in that namespace unmeasured, and the next
 	// namespace is tried for the rest.
-	byNS := map[string][]resourceWorkload{}
-	var out []Result
 	groups, order := groupTemplates(tmpls, revOf)
-	for _, key := range order {
-		g := groups[key]
+	type measured struct {
+		native   *corev1.Pod
+		refusals []Result
+		rest     []template // the group's workloads measured with native
+	}
+	// The groups' dry runs are independent: several at once.
+	per := make([]measured, len(order))
+	workqueue.ParallelizeUntil(ctx, dryRunsAtOnce, len(order), func(i int) {
+		g := groups[order[i]]
 		sort.SliceStable(g, func(i, j int) bool { return !constrained[g[i].namespace] && constrained[g[j].namespace] })
-		var native *corev1.Pod
+		m := &per[i]
 		for len(g) > 0 {
 			ns := g[0].namespace
 			got, err := e.Kube.CoreV1().Pods(ns).Create(ctx, withoutResources(g[0].tmpl), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 			if err == nil {
-				native = withResourcesOf(got, g[0].tmpl)
+				m.native = withResourcesOf(got, g[0].tmpl)
 				break
 			}
 			// Refused in ns (a webhook or policy, or a webhook with side
@@ -443,16 +449,25 @@ func measureResources(ctx context.Context, e *Env, mw *meshWorkloads) ([]Result,
 					rest = append(rest, t)
 					continue
 				}
-				out = append(out, Result{Status: Warn,
+				m.refusals = append(m.refusals, Result{Status: Warn,
 					Message:    fmt.Sprintf("%s/%s: unmeasured: the dry run of its pod with a native istio-proxy was refused: %v", ns, t.name, err),
 					Hint:       "see the admission check for that namespace; once a pod of it is admitted, run precheck again",
 					Namespaces: []string{ns}, Workload: t.name})
 			}
 			g = rest
 		}
-		for _, t := range g {
+		m.rest = g
+	})
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	byNS := map[string][]resourceWorkload{}
+	var out []Result
+	for _, m := range per {
+		out = append(out, m.refusals...)
+		for _, t := range m.rest {
 			byNS[t.namespace] = append(byNS[t.namespace], resourceWorkload{namespace: t.namespace, name: t.name, replicas: t.replicas,
-				native: native, classic: ClassicPod(native), surge: t.surge})
+				native: m.native, classic: ClassicPod(m.native), surge: t.surge})
 		}
 	}
 	var namespaces []string
@@ -592,49 +607,67 @@ func groupTemplates(tmpls []template, revOf map[string]string) (map[string][]tem
 // meshTemplates are the Deployments, StatefulSets and DaemonSets of the
 // mesh namespaces whose pods a restart would inject native: not pinned to
 // classic (sidecar.istio.io/nativeSidecar: "false") nor uninjected
-// (sidecar.istio.io/inject: "false"). Read in pages, cluster-wide.
+// (sidecar.istio.io/inject: "false").
 func meshTemplates(ctx context.Context, e *Env, revOf map[string]string) ([]template, error) {
+	all, err := e.Workloads(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []template
-	keep := func(ns, name string, replicas, surge int32, tmpl *corev1.PodTemplateSpec) {
-		if _, ok := revOf[ns]; !ok || tmpl.Annotations[nativeAnnotation] == "false" ||
-			tmpl.Annotations[injectKey] == "false" || tmpl.Labels[injectKey] == "false" {
-			return
+	for _, t := range all {
+		if _, ok := revOf[t.namespace]; !ok || t.tmpl.Annotations[nativeAnnotation] == "false" ||
+			t.tmpl.Annotations[injectKey] == "false" || t.tmpl.Labels[injectKey] == "false" {
+			continue
 		}
-		out = append(out, template{namespace: ns, name: name, replicas: replicas, surge: surge, tmpl: tmpl})
-	}
-	apps := e.Kube.AppsV1()
-	page := metav1.ListOptions{Limit: 500}
-	err := inventory.EachListPage(ctx, page, apps.Deployments("").List, func(l *appsv1.DeploymentList) error {
-		for i := range l.Items {
-			d := &l.Items[i]
-			keep(d.Namespace, "Deployment/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), Surge(d), &d.Spec.Template)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list Deployments: %w", err)
-	}
-	err = inventory.EachListPage(ctx, page, apps.StatefulSets("").List, func(l *appsv1.StatefulSetList) error {
-		for i := range l.Items {
-			d := &l.Items[i]
-			keep(d.Namespace, "StatefulSet/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), Surge(d), &d.Spec.Template)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list StatefulSets: %w", err)
-	}
-	err = inventory.EachListPage(ctx, page, apps.DaemonSets("").List, func(l *appsv1.DaemonSetList) error {
-		for i := range l.Items {
-			d := &l.Items[i]
-			keep(d.Namespace, "DaemonSet/"+d.Name, d.Status.DesiredNumberScheduled, Surge(d), &d.Spec.Template)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list DaemonSets: %w", err)
+		out = append(out, t)
 	}
 	return out, nil
+}
+
+// Workloads are every Deployment, StatefulSet and DaemonSet, read once,
+// cluster-wide and in pages: the resource check measures their templates
+// and the admission proof samples them (one list instead of three per mesh
+// namespace).
+func (e *Env) Workloads(ctx context.Context) ([]template, error) {
+	return load(e, "workloads", func() ([]template, error) {
+		var out []template
+		keep := func(ns, name string, replicas, surge int32, tmpl *corev1.PodTemplateSpec) {
+			out = append(out, template{namespace: ns, name: name, replicas: replicas, surge: surge, tmpl: tmpl})
+		}
+		apps := e.Kube.AppsV1()
+		page := metav1.ListOptions{Limit: 500}
+		err := inventory.EachListPage(ctx, page, apps.Deployments("").List, func(l *appsv1.DeploymentList) error {
+			for i := range l.Items {
+				d := &l.Items[i]
+				keep(d.Namespace, "Deployment/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), Surge(d), &d.Spec.Template)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list Deployments: %w", err)
+		}
+		err = inventory.EachListPage(ctx, page, apps.StatefulSets("").List, func(l *appsv1.StatefulSetList) error {
+			for i := range l.Items {
+				d := &l.Items[i]
+				keep(d.Namespace, "StatefulSet/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), Surge(d), &d.Spec.Template)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list StatefulSets: %w", err)
+		}
+		err = inventory.EachListPage(ctx, page, apps.DaemonSets("").List, func(l *appsv1.DaemonSetList) error {
+			for i := range l.Items {
+				d := &l.Items[i]
+				keep(d.Namespace, "DaemonSet/"+d.Name, d.Status.DesiredNumberScheduled, Surge(d), &d.Spec.Template)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list DaemonSets: %w", err)
+		}
+		return out, nil
+	})
 }
 
 // injectKey turns injection off for a pod when "false".
