@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	resourcehelper "k8s.io/component-helpers/resource"
+	deploymentutil "k8s.io/kubectl/pkg/util/deployment"
+	"k8s.io/utils/ptr"
 )
 
 // PodRequests and PodLimits are the pod's effective requests and limits as
@@ -159,4 +161,53 @@ func AddTimes(sum corev1.ResourceList, l corev1.ResourceList, n int) {
 		s.Add(t)
 		sum[r] = s
 	}
+}
+
+// MaxUnavailable is how many of the workload's pods its rolling update may
+// take down at once: a Deployment's maxUnavailable resolved against its
+// replicas as the deployment controller does (kubectl's ResolveFenceposts:
+// rounded down, and 1 when maxSurge is 0 too), all of them for Recreate; a
+// DaemonSet's maxUnavailable of its scheduled pods (1 by default); 1 for a
+// StatefulSet, which replaces one pod at a time, or its maxUnavailable.
+func MaxUnavailable(obj any) int32 {
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		replicas := ptr.Deref(w.Spec.Replicas, 1)
+		if w.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+			return replicas
+		}
+		surge, unavailable := intstr.FromString("25%"), intstr.FromString("25%")
+		if ru := w.Spec.Strategy.RollingUpdate; ru != nil {
+			surge, unavailable = ptr.Deref(ru.MaxSurge, surge), ptr.Deref(ru.MaxUnavailable, unavailable)
+		}
+		_, n, err := deploymentutil.ResolveFenceposts(&surge, &unavailable, replicas)
+		if err != nil {
+			return 1
+		}
+		return n
+	case *appsv1.DaemonSet:
+		ru := w.Spec.UpdateStrategy.RollingUpdate
+		if ru == nil || ru.MaxUnavailable == nil {
+			return 1
+		}
+		n, err := intstr.GetScaledValueFromIntOrPercent(ru.MaxUnavailable, int(w.Status.DesiredNumberScheduled), false)
+		if err != nil {
+			return 1
+		}
+		if n < 1 && (ru.MaxSurge == nil || ru.MaxSurge.IntValue() == 0) {
+			n = 1
+		}
+		return int32(n)
+	case *appsv1.StatefulSet:
+		ru := w.Spec.UpdateStrategy.RollingUpdate
+		if ru == nil || ru.MaxUnavailable == nil {
+			return 1
+		}
+		n, err := intstr.GetScaledValueFromIntOrPercent(ru.MaxUnavailable, int(ptr.Deref(w.Spec.Replicas, 1)), false)
+		if err != nil || n < 1 {
+			return 1
+		}
+		return int32(n)
+	}
+	return 1
 }
