@@ -110,21 +110,7 @@ func (p *Plan) gather(ctx context.Context, kube kubernetes.Interface, scope Scop
 		return err
 	}
 	for _, it := range idx {
-		for _, pdb := range pdbs[it.Namespace] {
-			sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
-			if err != nil {
-				it.Notes = append(it.Notes, fmt.Sprintf("PodDisruptionBudget %s has an invalid selector (%v): it is not a gate of this restart; fix it (kubectl -n %s edit pdb %s)", pdb.Name, err, pdb.Namespace, pdb.Name))
-				continue
-			}
-			// policy/v1: a nil selector selects no pod, an empty one every pod.
-			if !sel.Matches(labels.Set(it.podLabels)) {
-				continue
-			}
-			it.PDBs = append(it.PDBs, pdb.Name)
-			if allowed := pdb.Status.ExpectedPods - pdb.Status.DesiredHealthy; pdb.Status.ObservedGeneration > 0 && it.MaxUnavailable > allowed {
-				it.Notes = append(it.Notes, fmt.Sprintf("its rollout may take down %d pod(s) at once (maxUnavailable), more than the %d PodDisruptionBudget %s allows when all its pods are healthy: lower maxUnavailable (rolling updates do not respect PDBs, kubernetes/kubernetes#89820)", it.MaxUnavailable, allowed, pdb.Name))
-			}
-		}
+		it.underPDBs(pdbs[it.Namespace])
 		sort.Strings(it.PDBs)
 		for i := range quotas[it.Namespace] {
 			q := &quotas[it.Namespace][i]
@@ -138,6 +124,27 @@ func (p *Plan) gather(ctx context.Context, kube kubernetes.Interface, scope Scop
 		sort.Strings(it.Quotas)
 	}
 	return nil
+}
+
+// underPDBs finds the PDBs that select its pods, and notes a PDB whose
+// selector is invalid (skipped, never a panic) and one that allows fewer
+// disruptions than its rollout makes.
+func (it *Item) underPDBs(pdbs []policyv1.PodDisruptionBudget) {
+	for _, pdb := range pdbs {
+		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+		if err != nil {
+			it.Notes = append(it.Notes, fmt.Sprintf("PodDisruptionBudget %s has an invalid selector (%v): it is not a gate of this restart; fix it (kubectl -n %s edit pdb %s)", pdb.Name, err, pdb.Namespace, pdb.Name))
+			continue
+		}
+		// policy/v1: a nil selector selects no pod, an empty one every pod.
+		if !sel.Matches(labels.Set(it.podLabels)) {
+			continue
+		}
+		it.PDBs = append(it.PDBs, pdb.Name)
+		if allowed := pdb.Status.ExpectedPods - pdb.Status.DesiredHealthy; pdb.Status.ObservedGeneration > 0 && it.MaxUnavailable > allowed {
+			it.Notes = append(it.Notes, fmt.Sprintf("its rollout may take down %d pod(s) at once (maxUnavailable), more than the %d PodDisruptionBudget %s allows when all its pods are healthy: lower maxUnavailable (rolling updates do not respect PDBs, kubernetes/kubernetes#89820)", it.MaxUnavailable, allowed, pdb.Name))
+		}
+	}
 }
 
 func listPDBs(ctx context.Context, kube kubernetes.Interface, ns string) (map[string][]policyv1.PodDisruptionBudget, error) {

@@ -189,3 +189,25 @@ func TestScheduleWavesAndCanary(t *testing.T) {
 		t.Errorf("--canary-selector: %d", n)
 	}
 }
+
+func TestUnderPDBs(t *testing.T) {
+	front := policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "front", Namespace: "shop"},
+		Spec:   policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "front"}}},
+		Status: policyv1.PodDisruptionBudgetStatus{ObservedGeneration: 1, ExpectedPods: 4, DesiredHealthy: 3}}
+	invalid := policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "broken", Namespace: "shop"},
+		Spec: policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "tier", Operator: "In"}}}}}
+	everything := policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "all"}, Spec: policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{}}}
+	nothing := policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "none"}}
+	other := policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Name: "back"}, Spec: policyv1.PodDisruptionBudgetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"tier": "back"}}}}
+
+	it := restart("shop", "web", 1)
+	it.podLabels, it.MaxUnavailable = map[string]string{"app": "web", "tier": "front"}, 2
+	it.underPDBs([]policyv1.PodDisruptionBudget{front, invalid, everything, nothing, other})
+	if strings.Join(it.PDBs, ",") != "front,all" {
+		t.Errorf("PDBs %v, want front and the empty selector's", it.PDBs)
+	}
+	if len(it.Notes) != 2 || !strings.Contains(it.Notes[1], "PodDisruptionBudget broken has an invalid selector") ||
+		!strings.Contains(it.Notes[0], "take down 2 pod(s) at once (maxUnavailable), more than the 1 PodDisruptionBudget front allows") {
+		t.Errorf("notes %q", it.Notes)
+	}
+}

@@ -325,8 +325,9 @@ type progress struct {
 	tty                          bool
 	total, done, running, failed int
 	start                        time.Time
-	// waiting is why each waiting workload waits (a migrate.Wait reason).
-	waiting map[string]string
+	// waiting is why each waiting workload waits (a migrate.Wait reason);
+	// started are those running.
+	waiting, started map[string]string
 }
 
 func newProgress(w io.Writer, total int) *progress {
@@ -354,12 +355,19 @@ func (p *progress) event(e migrate.Event) {
 	}
 	delete(p.waiting, key)
 	if e.Started {
+		if p.started == nil {
+			p.started = map[string]string{}
+		}
+		p.started[key] = ""
 		p.running++
 		if !p.tty {
 			fmt.Fprintf(p.w, "restarting %s/%s/%s\n", r.Namespace, r.Kind, r.Name)
 		}
 	} else {
-		p.running--
+		if _, ok := p.started[key]; ok {
+			delete(p.started, key)
+			p.running-- // a workload that failed waiting never ran
+		}
 		p.done++
 		if r.Outcome == migrate.Failed {
 			p.failed++
