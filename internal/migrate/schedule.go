@@ -103,15 +103,13 @@ func (g *gates) admit(it *Item, now time.Time) verdict {
 	}
 	for i := range g.quotas[it.Namespace] {
 		q := &g.quotas[it.Namespace][i]
-		if short := g.quotaShort(q, it); len(short) > 0 {
-			v := verdict{Reason: WaitQuota}
-			need, room, _ := capacity.QuotaShortfall(q, it.Surge, it.PodRequests, it.podLimits)
-			v.Detail = fmt.Sprintf("ResourceQuota %s has no room for its surge of %d pod(s): it needs %s, the quota has %s left (hard − used), short of %s",
-				q.Name, it.Surge, capacity.FormatList(need), capacity.FormatList(room), capacity.FormatList(short))
+		if need, room, short := g.quotaShort(q, it); len(short) > 0 {
+			v := verdict{Reason: WaitQuota, Detail: fmt.Sprintf("ResourceQuota %s has no room for its surge of %d pod(s): it needs %s, the quota has %s left (hard − used), short of %s",
+				q.Name, it.Surge, capacity.FormatList(need), capacity.FormatList(room), capacity.FormatList(short))}
 			if g.inNS[it.Namespace] == 0 && now.Sub(g.endedIn[it.Namespace]) >= quotaSettle {
 				v.Never = true
 			} else {
-				v.Detail += " while other restarts there run"
+				v.Detail += ", counting the surges of the restarts running there"
 			}
 			return v
 		}
@@ -135,21 +133,21 @@ func pdbBlocks(p *policyv1.PodDisruptionBudget) string {
 }
 
 // quotaShort is what q lacks for it's surge on top of the surges of the
-// restarts running in its namespace.
-func (g *gates) quotaShort(q *corev1.ResourceQuota, it *Item) corev1.ResourceList {
+// restarts running in its namespace (which q's status may not count yet),
+// with what the surge needs and what is left.
+func (g *gates) quotaShort(q *corev1.ResourceQuota, it *Item) (need, room, short corev1.ResourceList) {
 	if it.Surge <= 0 {
-		return nil
+		return nil, nil, nil
 	}
 	q = q.DeepCopy()
 	if q.Status.Used == nil {
 		q.Status.Used = corev1.ResourceList{}
 	}
 	for _, other := range g.reserved[it.Namespace] {
-		need, _, _ := capacity.QuotaShortfall(q, other.Surge, other.PodRequests, other.podLimits)
-		capacity.AddTimes(q.Status.Used, need, 1)
+		n, _, _ := capacity.QuotaShortfall(q, other.Surge, other.PodRequests, other.podLimits)
+		capacity.AddTimes(q.Status.Used, n, 1)
 	}
-	_, _, short := capacity.QuotaShortfall(q, it.Surge, it.PodRequests, it.podLimits)
-	return short
+	return capacity.QuotaShortfall(q, it.Surge, it.PodRequests, it.podLimits)
 }
 
 // start records that it started.
