@@ -81,6 +81,8 @@ type Runner struct {
 	Timeout time.Duration
 	// OnEvent, if set, is called from the workers as workloads start and end.
 	OnEvent func(Event)
+
+	events *failedCreates
 }
 
 // FailedAlone tells a failure of that workload alone (its quota, an
@@ -123,6 +125,9 @@ func (r *Runner) Run(ctx context.Context, p *Plan) []Result {
 		}
 	}
 	g := newGates(r.Concurrency, p.SurgeBudget, p.IgnorePDB)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	r.events = newFailedCreates(runCtx, r.Kube)
 	ok := r.schedule(ctx, p, canary, g, results, emit)
 	if ok && len(canary) > 0 {
 		ok = r.soak(ctx, p, canary, results, p.CanarySoak)
@@ -539,7 +544,9 @@ func (r *Runner) waitRollout(ctx context.Context, w inventory.Workload, wl *work
 		}
 	}
 	lw := guarded(wl.lw, denied)
-	go r.watchFailedCreate(wctx, w, since, denied, func(reason string) { cancel(&stallError{reason}) })
+	if r.events != nil {
+		defer r.events.subscribe(w, since, func(reason string) { cancel(&stallError{reason}) }, denied)()
+	}
 	var stalled atomic.Bool
 	timer := time.AfterFunc(r.Timeout, func() { stalled.Store(true); cancel(nil) })
 	defer timer.Stop()
@@ -608,59 +615,6 @@ func guarded(lw *toolscache.ListWatch, denied func(error)) *toolscache.ListWatch
 			return w, err
 		},
 	}
-}
-
-// watchFailedCreate watches the FailedCreate events of the workload's
-// controller (a Deployment's ReplicaSets, a StatefulSet, a DaemonSet) and
-// calls stalled with the first one newer than since: a quota or an
-// admission webhook refused a new pod (kubernetes/kubernetes#123911: a
-// rollout otherwise waits silently). It returns when ctx ends.
-func (r *Runner) watchFailedCreate(ctx context.Context, w inventory.Workload, since time.Time, denied func(error), stalled func(string)) {
-	kind := w.Kind
-	sel := []fields.Selector{fields.OneTermEqualSelector("reason", "FailedCreate")}
-	if w.Kind == "Deployment" {
-		kind = "ReplicaSet"
-	} else {
-		sel = append(sel, fields.OneTermEqualSelector("involvedObject.name", w.Name))
-	}
-	sel = append(sel, fields.OneTermEqualSelector("involvedObject.kind", kind))
-	lw := guarded(toolscache.NewListWatchFromClient(r.Kube.CoreV1().RESTClient(), "events", w.Namespace, fields.AndSelectors(sel...)), denied)
-	// Events are stamped by the controller-manager's clock: allow it a
-	// little skew.
-	since = since.Add(-2 * time.Second)
-	_, _ = watchtools.UntilWithSync(ctx, lw, &corev1.Event{}, nil, func(ev watch.Event) (bool, error) {
-		e, ok := ev.Object.(*corev1.Event)
-		if !ok || ev.Type == watch.Deleted || !ownEvent(w, e.InvolvedObject.Name) || eventTime(e).Before(since) {
-			return false, nil
-		}
-		stalled(fmt.Sprintf("%s %s: %s", e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Message))
-		return true, nil
-	})
-}
-
-// ownEvent: the event's object is the workload or, for a Deployment, one
-// of its ReplicaSets (its name and a pod-template-hash, which has no dash).
-func ownEvent(w inventory.Workload, object string) bool {
-	if w.Kind != "Deployment" {
-		return object == w.Name
-	}
-	hash, ok := strings.CutPrefix(object, w.Name+"-")
-	return ok && hash != "" && !strings.Contains(hash, "-")
-}
-
-// eventTime is when the event last happened.
-func eventTime(e *corev1.Event) time.Time {
-	t := e.LastTimestamp.Time
-	if e.Series != nil && e.Series.LastObservedTime.After(t) {
-		t = e.Series.LastObservedTime.Time
-	}
-	if e.EventTime.After(t) {
-		t = e.EventTime.Time
-	}
-	if t.IsZero() {
-		t = e.CreationTimestamp.Time
-	}
-	return t
 }
 
 // podsOf lists the workload's pods that are not being deleted.
