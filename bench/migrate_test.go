@@ -21,7 +21,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -267,7 +269,7 @@ func createDeployments(t *testing.T, kc kubernetes.Interface, counts map[string]
 		}()
 	}
 feed:
-	for _, ns := range []string{loopNS, migrateNS, singleNS} {
+	for _, ns := range slices.Sorted(maps.Keys(counts)) {
 		for i := 0; i < counts[ns]; i++ {
 			select {
 			case jobs <- job{ns, i}:

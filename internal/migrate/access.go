@@ -44,6 +44,17 @@ func RequiredAccess(scope Scope) []Access {
 		{Verb: "list", Resource: "pods", Namespace: ns},
 		// The Jobs of CronJobs, for the plan's report.
 		{Verb: "list", Group: "batch", Resource: "jobs", Namespace: ns},
+		// The PDBs and quotas that gate each restart.
+		{Verb: "list", Group: "policy", Resource: "poddisruptionbudgets", Namespace: ns},
+		{Verb: "list", Resource: "resourcequotas", Namespace: ns},
+		// FailedCreate events, by which a stalled rollout fails at once.
+		{Verb: "list", Resource: "events", Namespace: ns},
+		{Verb: "watch", Resource: "events", Namespace: ns},
+	}
+	// The surge budget from the nodes' free allocatable needs every pod
+	// bound to them: listing them everywhere covers listing them in ns.
+	if scope.MaxSurgePods <= 0 && ns != "" {
+		access[2].Namespace = ""
 	}
 	// Each workload is read, restarted and watched until it has rolled out.
 	for _, resource := range []string{"deployments", "statefulsets", "daemonsets"} {

@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/meshaddon/meshaddon/internal/capacity"
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
@@ -28,6 +31,27 @@ type Item struct {
 	Action string `json:"action"`
 	// Advice says what to do with a reported workload.
 	Advice string `json:"advice,omitempty"`
+
+	// What the scheduler gates a restart on (see facts.go).
+	Replicas int32 `json:"replicas,omitempty"`
+	// Surge is how many extra pods its restart creates at once.
+	Surge          int32 `json:"surge"`
+	MaxUnavailable int32 `json:"maxUnavailable,omitempty"`
+	// PDBs are the PodDisruptionBudgets that select its pods.
+	PDBs []string `json:"pdbs,omitempty"`
+	// Quotas are its namespace's ResourceQuotas its pods draw on.
+	Quotas      []string            `json:"quotas,omitempty"`
+	PodRequests corev1.ResourceList `json:"podRequests,omitempty"`
+	// Wave is the wave it falls in, 1 first, as the scheduler would start
+	// it were every restart as long as every other.
+	Wave   int  `json:"wave,omitempty"`
+	Canary bool `json:"canary,omitempty"`
+	// Notes are what the plan reports of it: a PDB it exceeds or skips,
+	// a surge above the whole budget, a partition.
+	Notes []string `json:"notes,omitempty"`
+
+	podLimits         corev1.ResourceList
+	labels, podLabels map[string]string
 }
 
 // Actions of a plan item.
@@ -43,6 +67,16 @@ type Plan struct {
 	Items []Item `json:"items"`
 	// NativeRevisions are the revisions whose istiod injects native now.
 	NativeRevisions []string `json:"nativeRevisions"`
+	// SurgeBudget is how many extra pods may exist at once across the
+	// run (--max-surge-pods, or SurgeBudgetFrom).
+	SurgeBudget     int32  `json:"surgeBudget"`
+	SurgeBudgetFrom string `json:"surgeBudgetFrom"`
+	// IgnorePDB: PodDisruptionBudgets do not gate restarts (--ignore-pdb).
+	IgnorePDB bool `json:"ignorePDB,omitempty"`
+	// CanarySoak is how long the canary stays native and Ready before the
+	// rest starts; PauseAfterCanary stops the run after it.
+	CanarySoak       time.Duration `json:"canarySoak,omitempty"`
+	PauseAfterCanary bool          `json:"pauseAfterCanary,omitempty"`
 }
 
 // Refuse turns the restarts that why refuses (a non-empty reason) into
@@ -80,6 +114,9 @@ type Scope struct {
 	MeshNamespace string
 	// NamespaceOrder puts these namespaces first, in this order.
 	NamespaceOrder []string
+	// MaxSurgePods is the surge budget; 0 derives it from the free
+	// allocatable of the Ready nodes (which lists pods in every namespace).
+	MaxSurgePods int32
 }
 
 // never lists namespaces migrate never touches.
@@ -103,9 +140,12 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 		return nil, err
 	}
 	sum := inventory.NewSummarizer()
-	err = inventory.EachPage(ctx, kube, inventory.ListOptions{Namespace: scope.Namespace, Selector: scope.Selector, PageSize: 500}, func(rows []inventory.Pod) error {
-		kept := rows[:0]
-		for _, r := range rows {
+	pods := map[inventory.Workload]podResources{}
+	opts := metav1.ListOptions{LabelSelector: scope.Selector, Limit: 500}
+	err = inventory.EachListPage(ctx, opts, kube.CoreV1().Pods(scope.Namespace).List, func(list *corev1.PodList) error {
+		kept := make([]inventory.Pod, 0, len(list.Items))
+		for i := range list.Items {
+			r := inventory.Classify(&list.Items[i])
 			// Only classic pods injected by a revision that is native now,
 			// and not pinned to classic by the per-pod annotation.
 			if r.Mode != inventory.Classic || !native[r.Revision] || r.Override == "false" {
@@ -115,6 +155,9 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 				continue
 			}
 			kept = append(kept, r)
+			if _, ok := pods[r.Owner]; !ok {
+				pods[r.Owner] = podResources{capacity.PodRequests(&list.Items[i]), capacity.PodLimits(&list.Items[i])}
+			}
 		}
 		sum.Add(kept)
 		return nil
@@ -155,6 +198,15 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 		}
 		return a < b
 	})
+	if err := p.gather(ctx, kube, scope, pods); err != nil {
+		return nil, err
+	}
+	p.SurgeBudget, p.SurgeBudgetFrom = scope.MaxSurgePods, "--max-surge-pods"
+	if scope.MaxSurgePods <= 0 {
+		if p.SurgeBudget, p.SurgeBudgetFrom, err = FreeSurgePods(ctx, kube, p); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
 }
 
@@ -217,12 +269,22 @@ func meshNamespaces(ctx context.Context, kube kubernetes.Interface) (map[string]
 func (p *Plan) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "revisions injecting native now: %s\n", strings.Join(p.NativeRevisions, ", "))
+	fmt.Fprintf(&b, "surge budget: %d extra pod(s) at once (%s)\n", p.SurgeBudget, p.SurgeBudgetFrom)
+	if p.IgnorePDB {
+		b.WriteString("PodDisruptionBudgets: ignored (--ignore-pdb)\n")
+	}
 	for _, it := range p.Items {
 		fmt.Fprintf(&b, "%s %s/%s/%s (%d classic pods)", it.Action, it.Namespace, it.Kind, it.Name, it.Classic)
+		if it.Action == ActionRestart {
+			fmt.Fprintf(&b, " [%s]", it.describe())
+		}
 		if it.Advice != "" {
 			fmt.Fprintf(&b, ": %s", it.Advice)
 		}
 		b.WriteByte('\n')
+		for _, n := range it.Notes {
+			fmt.Fprintf(&b, "  note: %s\n", n)
+		}
 	}
 	return b.String()
 }

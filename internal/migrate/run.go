@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -23,6 +24,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	watchtools "k8s.io/client-go/tools/watch"
 	"k8s.io/client-go/util/retry"
+	deploymentutil "k8s.io/kubectl/pkg/util/deployment"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
@@ -55,11 +57,17 @@ type Result struct {
 	Outcome  string        `json:"outcome"`
 	Message  string        `json:"message,omitempty"`
 	Duration time.Duration `json:"duration"`
+	// alone: a failure of this workload alone (its quota, its admission,
+	// its PDB), after which the others go on.
+	alone bool
 }
 
-// Event reports progress: a workload started or finished.
+// Event reports progress: a workload started, ended, or waits (Waiting
+// says why: a Wait constant and what it waits on).
 type Event struct {
 	Started bool
+	Waiting string
+	Reason  string
 	Result  Result
 }
 
@@ -68,20 +76,46 @@ type Runner struct {
 	Kube kubernetes.Interface
 	// Concurrency is how many workloads restart at once.
 	Concurrency int
-	// Timeout ends a workload whose rollout makes no progress for this long.
+	// Timeout ends a workload whose rollout makes no progress for this
+	// long, or that waited this long for its PDB.
 	Timeout time.Duration
 	// OnEvent, if set, is called from the workers as workloads start and end.
 	OnEvent func(Event)
+
+	events *failedCreates
 }
 
-// Run restarts every restart item, Concurrency at a time, and returns one
-// result per plan item in plan order. After a failure it starts nothing new
-// and lets the running restarts finish.
+// FailedAlone tells a failure of that workload alone (its quota, an
+// admission webhook, its PDB), after which the run went on, from one that
+// stopped it.
+func FailedAlone(r Result) bool { return r.Outcome == Failed && r.alone }
+
+// Paused is the message of the restarts --pause-after-canary left.
+const Paused = "after the canary (--pause-after-canary): run again without it to continue"
+
+// Run restarts every restart item, the canary first, as the gates allow
+// (see schedule.go), and returns one result per plan item in plan order.
+// After a failure of the run's own (no progress, pods still classic) it
+// starts nothing new and lets the running restarts finish; a workload that
+// fails alone (its quota, an admission webhook, its PDB) does not stop the
+// others. A failed canary stops the run.
 func (r *Runner) Run(ctx context.Context, p *Plan) []Result {
 	results := make([]Result, len(p.Items))
-	var failed atomic.Bool
-	sem := make(chan struct{}, max(1, r.Concurrency))
-	var wg sync.WaitGroup
+	var canary, rest []int
+	for i, it := range p.Items {
+		switch it.Action {
+		case ActionRefuse:
+			results[i] = Result{Workload: it.Workload, Outcome: Refused, Message: it.Advice}
+		case ActionReport:
+			results[i] = Result{Workload: it.Workload, Outcome: Reported, Message: it.Advice}
+		default:
+			if it.Canary {
+				canary = append(canary, i)
+			} else {
+				rest = append(rest, i)
+			}
+		}
+	}
 	var mu sync.Mutex
 	emit := func(e Event) {
 		if r.OnEvent != nil {
@@ -90,38 +124,237 @@ func (r *Runner) Run(ctx context.Context, p *Plan) []Result {
 			mu.Unlock()
 		}
 	}
-	for i, it := range p.Items {
-		switch it.Action {
-		case ActionRefuse:
-			results[i] = Result{Workload: it.Workload, Outcome: Refused, Message: it.Advice}
-			continue
-		case ActionReport:
-			results[i] = Result{Workload: it.Workload, Outcome: Reported, Message: it.Advice}
-			continue
-		}
-		sem <- struct{}{}
-		if failed.Load() || ctx.Err() != nil {
-			<-sem
-			results[i] = Result{Workload: it.Workload, Outcome: NotStarted}
-			continue
-		}
-		wg.Add(1)
-		go func(i int, w inventory.Workload) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			emit(Event{Started: true, Result: Result{Workload: w}})
-			start := time.Now()
-			res := r.migrate(ctx, w)
-			res.Duration = time.Since(start).Round(10 * time.Millisecond)
-			if res.Outcome == Failed {
-				failed.Store(true)
-			}
-			results[i] = res
-			emit(Event{Result: res})
-		}(i, it.Workload)
+	g := newGates(r.Concurrency, p.SurgeBudget, p.IgnorePDB)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	r.events = newFailedCreates(runCtx, r.Kube)
+	ok := r.schedule(ctx, p, canary, g, results, emit)
+	if ok && len(canary) > 0 {
+		ok = r.soak(ctx, p, canary, results, p.CanarySoak)
 	}
-	wg.Wait()
+	switch {
+	case !ok:
+		for _, i := range rest {
+			results[i] = Result{Workload: p.Items[i].Workload, Outcome: NotStarted, Message: "the canary failed"}
+		}
+	case len(canary) > 0 && p.PauseAfterCanary:
+		for _, i := range rest {
+			results[i] = Result{Workload: p.Items[i].Workload, Outcome: NotStarted, Message: Paused}
+		}
+	default:
+		r.schedule(ctx, p, rest, g, results, emit)
+	}
 	return results
+}
+
+// schedule runs the restarts idx as the gates allow and tells whether all
+// succeeded. It reads the PDBs and quotas of a waiting restart's namespace
+// again at most once a second.
+func (r *Runner) schedule(ctx context.Context, p *Plan, idx []int, g *gates, results []Result, emit func(Event)) bool {
+	type ended struct {
+		i   int
+		res Result
+	}
+	done := make(chan ended)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	pending := idx
+	waiting := map[int]string{}
+	since, reason := map[int]time.Time{}, map[int]string{}
+	ctxDone := ctx.Done()
+	stop, allOK := false, true
+	read := map[string]time.Time{}
+	for len(pending) > 0 || g.running > 0 {
+		if stop || ctx.Err() != nil {
+			for _, i := range pending {
+				results[i] = Result{Workload: p.Items[i].Workload, Outcome: NotStarted}
+			}
+			pending = nil
+		}
+		now := time.Now()
+		var later []int
+		for _, i := range pending {
+			it := &p.Items[i]
+			if g.running >= g.concurrency {
+				later = append(later, i)
+				continue
+			}
+			if err := r.refresh(ctx, it, g, read, now); err != nil {
+				results[i] = Result{Workload: it.Workload, Outcome: Failed, Message: err.Error(), alone: true}
+				allOK = false
+				emit(Event{Result: results[i]})
+				continue
+			}
+			v := g.admit(it, now)
+			if v.OK {
+				delete(waiting, i)
+				g.start(it)
+				emit(Event{Started: true, Result: Result{Workload: it.Workload}})
+				go func(i int, w inventory.Workload) {
+					start := time.Now()
+					res := r.migrate(ctx, w)
+					res.Duration = time.Since(start).Round(10 * time.Millisecond)
+					done <- ended{i, res}
+				}(i, it.Workload)
+				continue
+			}
+			if reason[i] != v.Reason {
+				reason[i], since[i] = v.Reason, now
+			}
+			fail := ""
+			switch {
+			case v.Never:
+				fail = v.Detail + ": make room in the quota (or raise it), then run meshaddon migrate again"
+			case v.Reason == WaitPDB && now.Sub(since[i]) > r.Timeout:
+				fail = fmt.Sprintf("waited %s for %s: make its pods Ready, or pass --ignore-pdb", r.Timeout, v.Detail)
+			}
+			if fail != "" {
+				results[i] = Result{Workload: it.Workload, Outcome: Failed, Message: fail, alone: true}
+				allOK = false
+				emit(Event{Result: results[i]})
+				continue
+			}
+			if waiting[i] != v.Detail {
+				waiting[i] = v.Detail
+				emit(Event{Waiting: v.Detail, Reason: v.Reason, Result: Result{Workload: it.Workload}})
+			}
+			later = append(later, i)
+		}
+		pending = later
+		if len(pending) == 0 && g.running == 0 {
+			break
+		}
+		select {
+		case e := <-done:
+			g.end(&p.Items[e.i], time.Now())
+			results[e.i] = e.res
+			if e.res.Outcome == Failed {
+				allOK = false
+				stop = stop || !e.res.alone
+			}
+			emit(Event{Result: e.res})
+		case <-tick.C:
+		case <-ctxDone:
+			ctxDone = nil // the top of the loop starts nothing more
+		}
+	}
+	return allOK && ctx.Err() == nil
+}
+
+// soak checks the canary's pods every second for d: each must stay
+// native and Ready, and none may restart a container, be replaced or go
+// away. A canary that does not fails, and the run stops.
+func (r *Runner) soak(ctx context.Context, p *Plan, canary []int, results []Result, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	type state struct {
+		wl   *workload
+		pods map[string]int32 // pod name → container restarts
+	}
+	states := map[int]*state{}
+	check := func(i int) string {
+		it := &p.Items[i]
+		st := states[i]
+		if st == nil {
+			wl, err := r.get(ctx, it.Workload)
+			if err != nil {
+				return fmt.Sprintf("read %s: %v", it.Workload, err)
+			}
+			st = &state{wl: wl}
+			states[i] = st
+		}
+		pods, err := r.podsOf(ctx, it.Workload, st.wl)
+		if err != nil {
+			return fmt.Sprintf("read its pods: %v", err)
+		}
+		now := map[string]int32{}
+		for k := range pods {
+			pod := &pods[k]
+			var restarts int32
+			for _, cs := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
+				restarts += cs.RestartCount
+			}
+			now[pod.Name] = restarts
+			before, known := st.pods[pod.Name]
+			switch {
+			case classic(pod):
+				return fmt.Sprintf("pod %s is classic", pod.Name)
+			case !podReady(pod):
+				return fmt.Sprintf("pod %s is not Ready", pod.Name)
+			case st.pods != nil && !known:
+				return fmt.Sprintf("pod %s is new: one of its pods was replaced", pod.Name)
+			case restarts > before:
+				return fmt.Sprintf("pod %s restarted a container", pod.Name)
+			}
+		}
+		for name := range st.pods {
+			if _, ok := now[name]; !ok {
+				return fmt.Sprintf("pod %s went away", name)
+			}
+		}
+		if st.pods == nil {
+			st.pods = now
+		}
+		return ""
+	}
+	deadline := time.Now().Add(d)
+	for {
+		for _, i := range canary {
+			if o := results[i].Outcome; o != Migrated && o != Resumed {
+				continue
+			}
+			if msg := check(i); msg != "" {
+				results[i].Outcome, results[i].Message = Failed, fmt.Sprintf("canary soak (--canary-soak %s): %s", d, msg)
+				return false
+			}
+		}
+		if time.Now().After(deadline) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// refresh reads the PDBs and quotas of it's namespace if a gate needs them
+// and they were read more than a second ago.
+func (r *Runner) refresh(ctx context.Context, it *Item, g *gates, read map[string]time.Time, now time.Time) error {
+	needPDB := len(it.PDBs) > 0 && !g.ignorePDB
+	if !needPDB && len(it.Quotas) == 0 {
+		return nil
+	}
+	if now.Sub(read[it.Namespace]) < time.Second {
+		return nil
+	}
+	read[it.Namespace] = now
+	pdbs, err := listPDBs(ctx, r.Kube, it.Namespace)
+	if err != nil {
+		return err
+	}
+	byName := map[string]*policyv1.PodDisruptionBudget{}
+	for i := range pdbs[it.Namespace] {
+		byName[pdbs[it.Namespace][i].Name] = &pdbs[it.Namespace][i]
+	}
+	g.pdbs[it.Namespace] = byName
+	quotas, err := listQuotas(ctx, r.Kube, it.Namespace)
+	if err != nil {
+		return err
+	}
+	g.quotas[it.Namespace] = quotas[it.Namespace]
+	return nil
 }
 
 // workload is the restartable object behind a Workload.
@@ -200,6 +433,7 @@ func (r *Runner) migrate(ctx context.Context, w inventory.Workload) Result {
 	}
 	res.Outcome = Migrated
 	generation := wl.obj.GetGeneration()
+	since := time.Now()
 	resume := false
 	if stamp := wl.obj.GetAnnotations()[RestartAnnotation]; stamp != "" && stamp == wl.template.Annotations[RestartedAtAnnotation] {
 		pods, err := r.podsOf(ctx, w, wl)
@@ -210,10 +444,18 @@ func (r *Runner) migrate(ctx context.Context, w inventory.Workload) Result {
 	}
 	if resume {
 		res.Outcome = Resumed // an earlier run's restart is under way: see it through
+		if t, err := time.Parse(time.RFC3339, wl.obj.GetAnnotations()[RestartAnnotation]); err == nil {
+			since = t
+		}
 	} else if generation, err = r.restart(ctx, w); err != nil {
 		return fail("restart %s: %v", w, err)
 	}
-	if msg, err := r.waitRollout(ctx, wl, generation); err != nil {
+	if msg, err := r.waitRollout(ctx, w, wl, generation, since); err != nil {
+		var stall *stallError
+		if errors.As(err, &stall) {
+			res.alone = true
+			return fail("%v", err)
+		}
 		return fail("%v%s", err, r.diagnose(ctx, w, wl))
 	} else if msg != "" {
 		res.Message = msg
@@ -293,7 +535,7 @@ func (r *Runner) restart(ctx context.Context, w inventory.Workload) (int64, erro
 // cache, older than the restart, hence the generation. The informer retries
 // every error, so a list or watch the user may not make ends the wait at
 // once, as Forbidden, instead of as "no progress" at the timeout.
-func (r *Runner) waitRollout(ctx context.Context, wl *workload, generation int64) (string, error) {
+func (r *Runner) waitRollout(ctx context.Context, w inventory.Workload, wl *workload, generation int64, since time.Time) (string, error) {
 	wctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	denied := func(err error) {
@@ -301,17 +543,9 @@ func (r *Runner) waitRollout(ctx context.Context, wl *workload, generation int64
 			cancel(err)
 		}
 	}
-	lw := &toolscache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			obj, err := wl.lw.ListWithContext(ctx, o)
-			denied(err)
-			return obj, err
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			w, err := wl.lw.WatchWithContext(ctx, o)
-			denied(err)
-			return w, err
-		},
+	lw := guarded(wl.lw, denied)
+	if r.events != nil {
+		defer r.events.subscribe(w, since, func(reason string) { cancel(&stallError{reason}) }, denied)()
 	}
 	var stalled atomic.Bool
 	timer := time.AfterFunc(r.Timeout, func() { stalled.Store(true); cancel(nil) })
@@ -325,6 +559,13 @@ func (r *Runner) waitRollout(ctx context.Context, wl *workload, generation int64
 		if !ok || obj.GetGeneration() < generation {
 			return false, nil
 		}
+		if d, ok := obj.(*appsv1.Deployment); ok && d.Status.ObservedGeneration >= generation {
+			// The deployment controller copies its ReplicaSets'
+			// ReplicaFailure here: the new pods cannot be created.
+			if c := deploymentutil.GetDeploymentCondition(d.Status, appsv1.DeploymentReplicaFailure); c != nil && c.Status == corev1.ConditionTrue {
+				return false, &stallError{c.Message}
+			}
+		}
 		msg, done, err := rollout.Status(obj)
 		if err != nil {
 			return false, err
@@ -335,15 +576,45 @@ func (r *Runner) waitRollout(ctx context.Context, wl *workload, generation int64
 		}
 		return done, nil
 	})
+	var stall *stallError
 	switch cause := context.Cause(wctx); {
 	case err == nil:
 		return "", nil
+	case errors.As(err, &stall):
+		return "", err
+	case errors.As(cause, &stall) && ctx.Err() == nil:
+		return "", cause
 	case cause != nil && cause != context.Canceled && ctx.Err() == nil:
 		return "", fmt.Errorf("watch its rollout: %w", cause)
 	case stalled.Load():
 		return "", fmt.Errorf("no progress for %s: %s", r.Timeout, strings.TrimSpace(last))
 	}
 	return "", err
+}
+
+// stallError is a rollout that cannot create its pods: a quota or an
+// admission webhook refuses them. It fails the workload at once, alone.
+type stallError struct{ reason string }
+
+func (e *stallError) Error() string {
+	return "its new pods cannot be created: " + e.reason
+}
+
+// guarded is lw that reports each error of its list and watch to denied
+// (an informer retries every error, Forbidden too).
+func guarded(lw *toolscache.ListWatch, denied func(error)) *toolscache.ListWatch {
+	return &toolscache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			obj, err := lw.ListWithContext(ctx, o)
+			denied(err)
+			return obj, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			w, err := lw.WatchWithContext(ctx, o)
+			denied(err)
+			return w, err
+		},
+	}
 }
 
 // podsOf lists the workload's pods that are not being deleted.

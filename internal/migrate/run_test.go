@@ -83,3 +83,15 @@ func TestRefusedRestartsAreNotStarted(t *testing.T) {
 		}
 	}
 }
+
+func TestOwnEvent(t *testing.T) {
+	web := inventory.Workload{Kind: "Deployment", Namespace: "shop", Name: "web"}
+	for obj, want := range map[string]bool{"web-5d9c8b7f6": true, "web-api-5d9c8b7f6": false, "web": false, "web-": false, "webx-5d9c8b7f6": false} {
+		if got := ownEvent(web, obj); got != want {
+			t.Errorf("ownEvent(web, %s) = %v", obj, got)
+		}
+	}
+	if !ownEvent(inventory.Workload{Kind: "StatefulSet", Name: "db"}, "db") || ownEvent(inventory.Workload{Kind: "StatefulSet", Name: "db"}, "db-0") {
+		t.Error("a StatefulSet's events are its own")
+	}
+}

@@ -21,13 +21,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/util/workqueue"
-	resourcehelper "k8s.io/component-helpers/resource"
 	"k8s.io/utils/ptr"
 
+	"github.com/meshaddon/meshaddon/internal/capacity"
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
@@ -56,16 +54,6 @@ func ClassicPod(native *corev1.Pod) *corev1.Pod {
 }
 
 const istioInit = "istio-init"
-
-// PodRequests and PodLimits are the pod's effective requests and limits as
-// the scheduler, LimitRange and ResourceQuota count them.
-func PodRequests(p *corev1.Pod) corev1.ResourceList {
-	return resourcehelper.PodRequests(p, resourcehelper.PodResourcesOptions{})
-}
-
-func PodLimits(p *corev1.Pod) corev1.ResourceList {
-	return resourcehelper.PodLimits(p, resourcehelper.PodResourcesOptions{})
-}
 
 // withLimitRangeDefaults is p as the LimitRanger admission sees it after
 // filling the Container defaults of lr into containers that lack them (a
@@ -132,7 +120,7 @@ func LimitRangeViolations(lr *corev1.LimitRange, p *corev1.Pod) []string {
 				out = append(out, bounds(lr.Name, c.Name, item, c.Resources.Requests, c.Resources.Limits)...)
 			}
 		case corev1.LimitTypePod:
-			out = append(out, bounds(lr.Name, "the pod", item, PodRequests(p), PodLimits(p))...)
+			out = append(out, bounds(lr.Name, "the pod", item, capacity.PodRequests(p), capacity.PodLimits(p))...)
 		}
 	}
 	return out
@@ -145,7 +133,7 @@ func bounds(lr, what string, item corev1.LimitRangeItem, req, lim corev1.Resourc
 	bad := func(format string, a ...any) {
 		out = append(out, fmt.Sprintf("LimitRange %s: %s: ", lr, what)+fmt.Sprintf(format, a...))
 	}
-	for _, r := range sortedNames(item.Min) {
+	for _, r := range capacity.SortedNames(item.Min) {
 		min := item.Min[r]
 		q, ok := req[r]
 		switch {
@@ -158,7 +146,7 @@ func bounds(lr, what string, item corev1.LimitRangeItem, req, lim corev1.Resourc
 			bad("%s limit %s is below the minimum %s", r, l.String(), min.String())
 		}
 	}
-	for _, r := range sortedNames(item.Max) {
+	for _, r := range capacity.SortedNames(item.Max) {
 		max := item.Max[r]
 		l, ok := lim[r]
 		switch {
@@ -171,7 +159,7 @@ func bounds(lr, what string, item corev1.LimitRangeItem, req, lim corev1.Resourc
 			bad("%s request %s is above the maximum %s", r, q.String(), max.String())
 		}
 	}
-	for _, r := range sortedNames(item.MaxLimitRequestRatio) {
+	for _, r := range capacity.SortedNames(item.MaxLimitRequestRatio) {
 		ratio := item.MaxLimitRequestRatio[r]
 		q, qok := req[r]
 		l, lok := lim[r]
@@ -187,15 +175,6 @@ func bounds(lr, what string, item corev1.LimitRangeItem, req, lim corev1.Resourc
 	return out
 }
 
-func sortedNames(l corev1.ResourceList) []corev1.ResourceName {
-	out := make([]corev1.ResourceName, 0, len(l))
-	for r := range l {
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
-
 // NodeFit tells whether req fits the allocatable of a Ready node; when
 // none does, it names the largest Ready node (by CPU, then memory), its
 // allocatable, and what req lacks there.
@@ -206,7 +185,7 @@ func NodeFit(req corev1.ResourceList, nodes []corev1.Node) (fits bool, largest s
 		if !meshversion.IsReady(n) {
 			continue
 		}
-		if len(lacking(req, n.Status.Allocatable)) == 0 {
+		if len(capacity.Lacking(req, n.Status.Allocatable)) == 0 {
 			return true, n.Name, n.Status.Allocatable, nil
 		}
 		if best == nil || larger(n.Status.Allocatable, best.Status.Allocatable) {
@@ -216,7 +195,7 @@ func NodeFit(req corev1.ResourceList, nodes []corev1.Node) (fits bool, largest s
 	if best == nil {
 		return false, "", nil, req
 	}
-	return false, best.Name, best.Status.Allocatable, lacking(req, best.Status.Allocatable)
+	return false, best.Name, best.Status.Allocatable, capacity.Lacking(req, best.Status.Allocatable)
 }
 
 func larger(a, b corev1.ResourceList) bool {
@@ -224,131 +203,6 @@ func larger(a, b corev1.ResourceList) bool {
 		return c > 0
 	}
 	return a.Memory().Cmp(*b.Memory()) > 0
-}
-
-// lacking is, for each resource of need above have, how much more is
-// needed.
-func lacking(need, have corev1.ResourceList) corev1.ResourceList {
-	out := corev1.ResourceList{}
-	for r, q := range need {
-		h := have[r]
-		if q.Cmp(h) > 0 {
-			d := q.DeepCopy()
-			d.Sub(h)
-			out[r] = d
-		}
-	}
-	return out
-}
-
-// Surge is how many extra pods a rolling restart of the workload creates
-// at once: a Deployment's maxSurge (25% by default, rounded up, of its
-// replicas), 0 for Recreate; a DaemonSet's maxSurge of its scheduled pods
-// (0 by default: it deletes before it creates); 0 for a StatefulSet, which
-// replaces pods one by one in place.
-func Surge(obj any) int32 {
-	switch w := obj.(type) {
-	case *appsv1.Deployment:
-		if w.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
-			return 0
-		}
-		replicas := int32(1)
-		if w.Spec.Replicas != nil {
-			replicas = *w.Spec.Replicas
-		}
-		surge := intstr.FromString("25%")
-		if ru := w.Spec.Strategy.RollingUpdate; ru != nil && ru.MaxSurge != nil {
-			surge = *ru.MaxSurge
-		}
-		n, err := intstr.GetScaledValueFromIntOrPercent(&surge, int(replicas), true)
-		if err != nil {
-			return 0
-		}
-		return int32(n)
-	case *appsv1.DaemonSet:
-		if w.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType || w.Spec.UpdateStrategy.RollingUpdate == nil || w.Spec.UpdateStrategy.RollingUpdate.MaxSurge == nil {
-			return 0
-		}
-		n, err := intstr.GetScaledValueFromIntOrPercent(w.Spec.UpdateStrategy.RollingUpdate.MaxSurge, int(w.Status.DesiredNumberScheduled), true)
-		if err != nil {
-			return 0
-		}
-		return int32(n)
-	}
-	return 0
-}
-
-// QuotaShortfall is, for each resource that quota q limits and that a
-// surge of n pods with these requests and limits would use, how much more
-// the surge needs than q has left (hard − used). Empty: room enough.
-func QuotaShortfall(q *corev1.ResourceQuota, n int32, req, lim corev1.ResourceList) (need, room, short corev1.ResourceList) {
-	need, room, short = corev1.ResourceList{}, corev1.ResourceList{}, corev1.ResourceList{}
-	if n <= 0 {
-		return need, room, short
-	}
-	for name, hard := range q.Spec.Hard {
-		per, ok := perPod(name, req, lim)
-		if !ok {
-			continue
-		}
-		total := per.DeepCopy()
-		total.Mul(int64(n))
-		left := hard.DeepCopy()
-		if used, ok := q.Status.Used[name]; ok {
-			left.Sub(used)
-		}
-		need[name], room[name] = total, left
-		if total.Cmp(left) > 0 {
-			d := total.DeepCopy()
-			d.Sub(left)
-			short[name] = d
-		}
-	}
-	return need, room, short
-}
-
-// perPod is what one pod uses of a quota's resource: pods, requests.X or
-// X (cpu, memory, ephemeral-storage), limits.X.
-func perPod(name corev1.ResourceName, req, lim corev1.ResourceList) (resource.Quantity, bool) {
-	s := string(name)
-	switch {
-	case name == corev1.ResourcePods:
-		return resource.MustParse("1"), true
-	case strings.HasPrefix(s, "requests."):
-		q, ok := req[corev1.ResourceName(strings.TrimPrefix(s, "requests."))]
-		return q, ok
-	case strings.HasPrefix(s, "limits."):
-		q, ok := lim[corev1.ResourceName(strings.TrimPrefix(s, "limits."))]
-		return q, ok
-	case name == corev1.ResourceCPU || name == corev1.ResourceMemory || name == corev1.ResourceEphemeralStorage:
-		q, ok := req[name]
-		return q, ok
-	}
-	return resource.Quantity{}, false
-}
-
-// formatList prints a resource list as "cpu 100m, memory 128Mi".
-func formatList(l corev1.ResourceList) string {
-	if len(l) == 0 {
-		return "nothing"
-	}
-	var parts []string
-	for _, r := range sortedNames(l) {
-		q := l[r]
-		parts = append(parts, fmt.Sprintf("%s %s", r, q.String()))
-	}
-	return strings.Join(parts, ", ")
-}
-
-// addTimes adds n×l to sum.
-func addTimes(sum corev1.ResourceList, l corev1.ResourceList, n int) {
-	for r, q := range l {
-		t := q.DeepCopy()
-		t.Mul(int64(n))
-		s := sum[r]
-		s.Add(t)
-		sum[r] = s
-	}
 }
 
 // resourceWorkload is one workload with its pods before and after, and
@@ -497,9 +351,9 @@ func judgeNamespace(ns string, ws []resourceWorkload, lrs []corev1.LimitRange, q
 	for _, w := range ws {
 		name := ns + "/" + w.name
 		where := []string{ns}
-		req, lim := PodRequests(w.native), PodLimits(w.native)
-		addTimes(before, PodRequests(w.classic), int(w.replicas))
-		addTimes(after, req, int(w.replicas))
+		req, lim := capacity.PodRequests(w.native), capacity.PodLimits(w.native)
+		capacity.AddTimes(before, capacity.PodRequests(w.classic), int(w.replicas))
+		capacity.AddTimes(after, req, int(w.replicas))
 		for i := range lrs {
 			if v := LimitRangeViolations(&lrs[i], w.native); len(v) > 0 {
 				also := ""
@@ -513,9 +367,9 @@ func judgeNamespace(ns string, ws []resourceWorkload, lrs []corev1.LimitRange, q
 			}
 		}
 		if fits, node, alloc, short := NodeFit(req, nodes); !fits {
-			msg := fmt.Sprintf("%s: a new pod requests %s, which no Ready node can hold", name, formatList(req))
+			msg := fmt.Sprintf("%s: a new pod requests %s, which no Ready node can hold", name, capacity.FormatList(req))
 			if node != "" {
-				msg += fmt.Sprintf(": the largest, %s, has %s allocatable (short of %s)", node, formatList(alloc), formatList(short))
+				msg += fmt.Sprintf(": the largest, %s, has %s allocatable (short of %s)", node, capacity.FormatList(alloc), capacity.FormatList(short))
 			}
 			out = append(out, Result{Status: Fail, Message: msg,
 				Hint:       "lower the workload's or the proxy's requests, or add a node pool with larger nodes, then run precheck again",
@@ -526,19 +380,19 @@ func judgeNamespace(ns string, ws []resourceWorkload, lrs []corev1.LimitRange, q
 			if len(q.Spec.Scopes) > 0 || q.Spec.ScopeSelector != nil {
 				continue // scoped quotas are not evaluated here
 			}
-			need, room, short := QuotaShortfall(q, w.surge, req, lim)
+			need, room, short := capacity.QuotaShortfall(q, w.surge, req, lim)
 			if len(short) == 0 {
 				continue
 			}
 			out = append(out, Result{Status: Warn,
-				Message:    fmt.Sprintf("%s: ResourceQuota %s has no room for the restart's surge of %d pod(s): it needs %s, the quota has %s left (hard − used), short of %s", name, q.Name, w.surge, formatList(need), formatList(room), formatList(short)),
+				Message:    fmt.Sprintf("%s: ResourceQuota %s has no room for the restart's surge of %d pod(s): it needs %s, the quota has %s left (hard − used), short of %s", name, q.Name, w.surge, capacity.FormatList(need), capacity.FormatList(room), capacity.FormatList(short)),
 				Hint:       fmt.Sprintf("raise ResourceQuota %s/%s, or lower the workload's maxSurge, before migrate restarts it: else the rollout waits for room", ns, q.Name),
 				Namespaces: where, Workload: w.name, Object: "ResourceQuota/" + q.Name})
 		}
 	}
 	if len(out) == 0 {
 		out = append(out, Result{Status: OK,
-			Message:    fmt.Sprintf("%s: ok: %d workload(s), requests %s → %s", ns, len(ws), formatList(before), formatList(after)),
+			Message:    fmt.Sprintf("%s: ok: %d workload(s), requests %s → %s", ns, len(ws), capacity.FormatList(before), capacity.FormatList(after)),
 			Namespaces: []string{ns}})
 	}
 	return out
@@ -639,7 +493,7 @@ func (e *Env) Workloads(ctx context.Context) ([]template, error) {
 		err := inventory.EachListPage(ctx, page, apps.Deployments("").List, func(l *appsv1.DeploymentList) error {
 			for i := range l.Items {
 				d := &l.Items[i]
-				keep(d.Namespace, "Deployment/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), Surge(d), &d.Spec.Template)
+				keep(d.Namespace, "Deployment/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), capacity.Surge(d), &d.Spec.Template)
 			}
 			return nil
 		})
@@ -649,7 +503,7 @@ func (e *Env) Workloads(ctx context.Context) ([]template, error) {
 		err = inventory.EachListPage(ctx, page, apps.StatefulSets("").List, func(l *appsv1.StatefulSetList) error {
 			for i := range l.Items {
 				d := &l.Items[i]
-				keep(d.Namespace, "StatefulSet/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), Surge(d), &d.Spec.Template)
+				keep(d.Namespace, "StatefulSet/"+d.Name, ptr.Deref(d.Spec.Replicas, 1), capacity.Surge(d), &d.Spec.Template)
 			}
 			return nil
 		})
@@ -659,7 +513,7 @@ func (e *Env) Workloads(ctx context.Context) ([]template, error) {
 		err = inventory.EachListPage(ctx, page, apps.DaemonSets("").List, func(l *appsv1.DaemonSetList) error {
 			for i := range l.Items {
 				d := &l.Items[i]
-				keep(d.Namespace, "DaemonSet/"+d.Name, d.Status.DesiredNumberScheduled, Surge(d), &d.Spec.Template)
+				keep(d.Namespace, "DaemonSet/"+d.Name, d.Status.DesiredNumberScheduled, capacity.Surge(d), &d.Spec.Template)
 			}
 			return nil
 		})

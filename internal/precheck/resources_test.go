@@ -4,13 +4,12 @@ import (
 	"strings"
 	"testing"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/meshaddon/meshaddon/internal/capacity"
 	"github.com/meshaddon/meshaddon/internal/inventory"
 )
 
@@ -59,9 +58,9 @@ func TestClassicPodAndRequests(t *testing.T) {
 		pod           *corev1.Pod
 		cpu, mem, lim string
 	}{{classic, "500m", "256Mi", "2400m"}, {native, "600m", "384Mi", "2500m"}} {
-		req, lim := PodRequests(c.pod), PodLimits(c.pod)
+		req, lim := capacity.PodRequests(c.pod), capacity.PodLimits(c.pod)
 		if req.Cpu().String() != c.cpu || req.Memory().String() != c.mem || lim.Cpu().String() != c.lim {
-			t.Errorf("requests %s, limits %s; want cpu %s memory %s, cpu limit %s", formatList(req), formatList(lim), c.cpu, c.mem, c.lim)
+			t.Errorf("requests %s, limits %s; want cpu %s memory %s, cpu limit %s", capacity.FormatList(req), capacity.FormatList(lim), c.cpu, c.mem, c.lim)
 		}
 	}
 	// A pod without a native proxy comes back as it is.
@@ -141,42 +140,8 @@ func TestNodeFit(t *testing.T) {
 		t.Errorf("500m/256Mi should fit small, got no fit (largest %s)", n)
 	}
 	fits, n, alloc, short := NodeFit(rl("cpu", "600m", "memory", "384Mi"), nodes)
-	if fits || n != "mid" || alloc.Cpu().String() != "550m" || formatList(short) != "cpu 50m, memory 128Mi" {
-		t.Errorf("fits %v, largest %s %s, short %s; want no fit on mid (the not-Ready node does not count), short cpu 50m, memory 128Mi", fits, n, formatList(alloc), formatList(short))
-	}
-}
-
-func TestSurgeAndQuota(t *testing.T) {
-	pct := intstr.FromString("50%")
-	for _, c := range []struct {
-		name string
-		obj  any
-		want int32
-	}{
-		{"deployment default 25% of 3, rounded up", &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](3)}}, 1},
-		{"deployment 50% of 5", &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](5), Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &pct}}}}, 3},
-		{"recreate", &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](5), Strategy: appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}}}, 0},
-		{"daemonset default", &appsv1.DaemonSet{Status: appsv1.DaemonSetStatus{DesiredNumberScheduled: 10}}, 0},
-		{"daemonset surge 1", &appsv1.DaemonSet{Spec: appsv1.DaemonSetSpec{UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType, RollingUpdate: &appsv1.RollingUpdateDaemonSet{MaxSurge: ptr.To(intstr.FromInt32(1))}}}, Status: appsv1.DaemonSetStatus{DesiredNumberScheduled: 10}}, 1},
-		{"statefulset", &appsv1.StatefulSet{Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](3)}}, 0},
-	} {
-		if got := Surge(c.obj); got != c.want {
-			t.Errorf("%s: surge %d, want %d", c.name, got, c.want)
-		}
-	}
-	q := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "q"},
-		Spec:   corev1.ResourceQuotaSpec{Hard: rl("requests.cpu", "2", "limits.memory", "10Gi", "pods", "10", "services", "3")},
-		Status: corev1.ResourceQuotaStatus{Used: rl("requests.cpu", "1500m", "limits.memory", "1Gi", "pods", "9")}}
-	req, lim := rl("cpu", "600m", "memory", "384Mi"), rl("cpu", "2500m", "memory", "1280Mi")
-	need, room, short := QuotaShortfall(q, 1, req, lim)
-	if formatList(short) != "requests.cpu 100m" || formatList(need) != "limits.memory 1280Mi, pods 1, requests.cpu 600m" || formatList(room) != "limits.memory 9Gi, pods 1, requests.cpu 500m" {
-		t.Errorf("surge 1: need %s, room %s, short %s", formatList(need), formatList(room), formatList(short))
-	}
-	if _, _, short := QuotaShortfall(q, 2, req, lim); formatList(short) != "pods 1, requests.cpu 700m" {
-		t.Errorf("surge 2: short %s", formatList(short))
-	}
-	if _, _, short := QuotaShortfall(q, 0, req, lim); len(short) != 0 {
-		t.Errorf("no surge: short %s", formatList(short))
+	if fits || n != "mid" || alloc.Cpu().String() != "550m" || capacity.FormatList(short) != "cpu 50m, memory 128Mi" {
+		t.Errorf("fits %v, largest %s %s, short %s; want no fit on mid (the not-Ready node does not count), short cpu 50m, memory 128Mi", fits, n, capacity.FormatList(alloc), capacity.FormatList(short))
 	}
 }
 
@@ -230,7 +195,7 @@ func TestDryRunPodKeepsTheTemplatesResourcesOut(t *testing.T) {
 	}
 	back.Spec.Containers[0].Resources = corev1.ResourceRequirements{}
 	got := withResourcesOf(back, tmpl)
-	if a, b := formatList(PodRequests(got)), formatList(PodRequests(native)); a != b {
+	if a, b := capacity.FormatList(capacity.PodRequests(got)), capacity.FormatList(capacity.PodRequests(native)); a != b {
 		t.Errorf("requests after restoring: %s, want %s", a, b)
 	}
 	if tmpl.Spec.Containers[0].Resources.Requests.Cpu().IsZero() {

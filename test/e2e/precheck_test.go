@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/meshaddon/meshaddon/internal/capacity"
 	"github.com/meshaddon/meshaddon/internal/precheck"
 	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
 )
@@ -271,7 +272,7 @@ func TestPrecheckAndStatus(t *testing.T) {
 		if m, g := names(model.Spec.InitContainers)+" | "+names(model.Spec.Containers), names(real.Spec.InitContainers)+" | "+names(real.Spec.Containers); m != g {
 			t.Errorf("containers: precheck's classic pod %s, the real one %s", m, g)
 		}
-		if m, g := precheck.PodRequests(model), precheck.PodRequests(real); !m.Memory().Equal(*g.Memory()) || !m.Cpu().Equal(*g.Cpu()) {
+		if m, g := capacity.PodRequests(model), capacity.PodRequests(real); !m.Memory().Equal(*g.Memory()) || !m.Cpu().Equal(*g.Cpu()) {
 			t.Errorf("effective requests: precheck's classic pod %v, the real one %v", m, g)
 		}
 		// Gone before the status test counts mix's pods.

@@ -39,11 +39,21 @@ type Options struct {
 	SkipPrecheck   bool
 	Output         string
 	MeshNamespace  string
+
+	// Issue 14: PDBs, the surge budget, the canary.
+	IgnorePDB        bool
+	MaxSurgePods     int
+	Canary           int
+	CanarySelector   string
+	CanarySoak       time.Duration
+	PauseAfterCanary bool
+	// set tells which flags were given.
+	set func(name string) bool
 }
 
 // NewCommand returns `meshaddon migrate`.
 func NewCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	o := &Options{IOStreams: streams}
+	o := &Options{IOStreams: streams, set: func(string) bool { return false }}
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Restart every workload with classic sidecars so it is re-injected native, in safe waves",
@@ -57,12 +67,26 @@ On a failure (no progress within --timeout, new pods still classic) it starts no
 new, lets running restarts finish, says what failed, and exits 1. Progress is kept on
 the workloads themselves: run it again after any interruption and it continues,
 restarting nothing twice. Pods that came back classic after a migration (the mesh went
-classic and back) are restarted again by the next one.`,
+classic and back) are restarted again by the next one.
+
+On a busy cluster: a workload that PodDisruptionBudgets select starts only when no
+other restart under the same PDB runs and the PDB allows a disruption with all its
+pods Ready (--ignore-pdb overrides); the extra pods that rolling restarts create at
+once never exceed --max-surge-pods (by default what the Ready nodes' free allocatable
+holds, printed in the plan); a restart waits for room in its namespace's
+ResourceQuota and fails, naming the quota, if there can be none; a rollout whose new
+pods cannot be created (a quota, an admission webhook) fails within seconds with the
+reason, and the others go on. --canary N restarts the N smallest workloads first (or
+those --canary-selector names) and keeps them native and Ready for --canary-soak
+before the rest; --pause-after-canary stops there and prints the command that
+continues.`,
 		Example: `  meshaddon migrate --dry-run -A
   meshaddon migrate -A --concurrency 20
-  meshaddon migrate -n shop -l tier=web --timeout 10m`,
+  meshaddon migrate -n shop -l tier=web --timeout 10m
+  meshaddon migrate -A --max-surge-pods 20 --canary 3 --canary-soak 2m --pause-after-canary`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.set = func(name string) bool { return cmd.Flags().Changed(name) }
 			if err := o.Validate(); err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
@@ -102,6 +126,14 @@ classic and back) are restarted again by the next one.`,
 	f.BoolVar(&o.SkipPrecheck, "skip-precheck", false, "Start even when precheck fails (not recommended)")
 	f.StringVarP(&o.Output, "output", "o", "", "Output format of the plan (--dry-run) or final table: json")
 	f.StringVar(&o.MeshNamespace, "mesh-namespace", "aks-istio-system", "Namespace of the istiod Deployments")
+	f.BoolVar(&o.IgnorePDB, "ignore-pdb", false, "Do not wait for PodDisruptionBudgets (not recommended: restarts may take a service below its budget)")
+	f.IntVar(&o.MaxSurgePods, "max-surge-pods", 0, "At most this many extra pods at once across all restarts (default: what the Ready nodes' free allocatable holds)")
+	f.IntVar(&o.Canary, "canary", 0, "Restart this many workloads first, the smallest (replicas × pod request), and soak them before the rest")
+	f.StringVar(&o.CanarySelector, "canary-selector", "", "Label selector on the workloads that make the canary (with --canary N: the N smallest of them)")
+	f.DurationVar(&o.CanarySoak, "canary-soak", 30*time.Second, "How long the canary must stay native and Ready, with no pod restarted, before the rest starts")
+	f.BoolVar(&o.PauseAfterCanary, "pause-after-canary", false, "Stop after the canary and print the command that continues")
+	// A flag that does not parse (--canary-soak soon) is a usage error.
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitcode.Wrap(exitcode.Usage, err) })
 	return cmd
 }
 
@@ -119,8 +151,25 @@ func (o *Options) Validate() error {
 	if _, err := labels.Parse(o.Selector); err != nil {
 		return fmt.Errorf("invalid selector %q: %v", o.Selector, err)
 	}
+	if o.set("max-surge-pods") && o.MaxSurgePods < 1 {
+		return fmt.Errorf("--max-surge-pods must be at least 1, got %d (leave it out to size it from the nodes' free allocatable)", o.MaxSurgePods)
+	}
+	if o.Canary < 0 {
+		return fmt.Errorf("--canary must be at least 1, got %d", o.Canary)
+	}
+	if _, err := labels.Parse(o.CanarySelector); err != nil {
+		return fmt.Errorf("invalid --canary-selector %q: %v", o.CanarySelector, err)
+	}
+	if o.CanarySoak < 0 {
+		return fmt.Errorf("--canary-soak must not be negative, got %s", o.CanarySoak)
+	}
+	if !o.canary() && (o.PauseAfterCanary || o.set("canary-soak")) {
+		return fmt.Errorf("--pause-after-canary and --canary-soak need a canary: pass --canary N or --canary-selector")
+	}
 	return nil
 }
+
+func (o *Options) canary() bool { return o.Canary > 0 || o.CanarySelector != "" }
 
 // precheck refuses to start when a check fails for the whole cluster,
 // unless told to skip. Failures of the admission proof and the resource
@@ -146,10 +195,29 @@ func (o *Options) precheck(ctx context.Context, env *precheck.Env) (precheck.Ref
 // Run builds the plan and carries it out, but for the restarts precheck
 // refused: those are reported with why, and the run exits 1.
 func (o *Options) Run(ctx context.Context, kc kubernetes.Interface, namespace string, refused precheck.Refusals) error {
-	plan, err := migrate.BuildPlan(ctx, kc, migrate.Scope{Namespace: namespace, Selector: o.Selector, MeshNamespace: o.MeshNamespace, NamespaceOrder: o.NamespaceOrder})
+	plan, err := migrate.BuildPlan(ctx, kc, migrate.Scope{Namespace: namespace, Selector: o.Selector, MeshNamespace: o.MeshNamespace, NamespaceOrder: o.NamespaceOrder, MaxSurgePods: int32(o.MaxSurgePods)})
 	if err != nil {
 		return err
 	}
+	plan.IgnorePDB = o.IgnorePDB
+	if o.IgnorePDB {
+		fmt.Fprintln(o.ErrOut, "warning: --ignore-pdb: restarts do not wait for PodDisruptionBudgets, so two under one budget may run at once and take its service below it")
+	}
+	if o.canary() {
+		var sel labels.Selector
+		if o.CanarySelector != "" {
+			sel, _ = labels.Parse(o.CanarySelector) // validated
+		}
+		n := plan.PickCanary(o.Canary, sel)
+		switch {
+		case o.Canary > plan.Restarts():
+			return exitcode.Wrap(exitcode.Usage, fmt.Errorf("--canary %d is more than the %d workload(s) the plan restarts (meshaddon migrate --dry-run lists them)", o.Canary, plan.Restarts()))
+		case n == 0:
+			return exitcode.Wrap(exitcode.Usage, fmt.Errorf("--canary-selector %q selects none of the %d workload(s) the plan restarts", o.CanarySelector, plan.Restarts()))
+		}
+		plan.CanarySoak, plan.PauseAfterCanary = o.CanarySoak, o.PauseAfterCanary
+	}
+	plan.Schedule(o.Concurrency)
 	nRefused := plan.Refuse(refused.Why)
 	refusedErr := func() error {
 		if nRefused == 0 {
@@ -171,10 +239,15 @@ func (o *Options) Run(ctx context.Context, kc kubernetes.Interface, namespace st
 	if plan.Restarts() == 0 && nRefused == 0 {
 		fmt.Fprintln(o.ErrOut, "Nothing to restart: no Deployment, StatefulSet or DaemonSet in scope has classic sidecars from a revision that injects native now.")
 	}
+	fmt.Fprintf(o.ErrOut, "surge budget: %d extra pod(s) at once (%s)\n", plan.SurgeBudget, plan.SurgeBudgetFrom)
 	progress := newProgress(o.ErrOut, plan.Restarts())
 	runner := &migrate.Runner{Kube: kc, Concurrency: o.Concurrency, Timeout: o.Timeout, OnEvent: progress.event}
 	results := runner.Run(ctx, plan)
 	progress.finish()
+	paused := false
+	for _, r := range results {
+		paused = paused || r.Message == migrate.Paused
+	}
 	if ok, err := output.Structured(o.Out, o.Output, results); ok {
 		if err != nil {
 			return err
@@ -192,16 +265,58 @@ func (o *Options) Run(ctx context.Context, kc kubernetes.Interface, namespace st
 			return err
 		}
 	}
+	var alone []string
 	for _, r := range results {
-		if r.Outcome == migrate.Failed {
+		if r.Outcome == migrate.Failed && !migrate.FailedAlone(r) {
 			return exitcode.Wrap(exitcode.Failure, fmt.Errorf("%s/%s/%s failed: %s\nNothing new was started after it. Fix it (kubectl -n %s describe %s %s), then run meshaddon migrate again: it continues where it stopped and restarts nothing twice",
 				r.Namespace, r.Kind, r.Name, r.Message, r.Namespace, strings.ToLower(r.Kind), r.Name))
 		}
 	}
+	for _, r := range results {
+		if r.Outcome == migrate.Failed {
+			alone = append(alone, fmt.Sprintf("%s/%s/%s: %s", r.Namespace, r.Kind, r.Name, r.Message))
+		}
+	}
+	if len(alone) > 0 {
+		return exitcode.Wrap(exitcode.Failure, fmt.Errorf("%d workload(s) failed, the others went on:\n  %s\nFix what each names, then run meshaddon migrate again: it continues where it stopped and restarts nothing twice", len(alone), strings.Join(alone, "\n  ")))
+	}
 	if ctx.Err() != nil {
 		return exitcode.Wrap(exitcode.Failure, fmt.Errorf("interrupted: run meshaddon migrate again to continue"))
 	}
+	if paused {
+		fmt.Fprintf(o.ErrOut, "The canary is migrated and stayed native and Ready for %s. To migrate the rest, run:\n  %s\n", o.CanarySoak, continueCommand(os.Args))
+	}
 	return refusedErr()
+}
+
+// continueCommand is args without the canary's flags: the command that
+// migrates the rest after --pause-after-canary.
+func continueCommand(args []string) string {
+	valued := map[string]bool{"--canary": true, "--canary-selector": true, "--canary-soak": true}
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, _, hasValue := strings.Cut(a, "=")
+		switch {
+		case name == "--pause-after-canary":
+			continue
+		case valued[name]:
+			if !hasValue {
+				i++ // its value is the next argument
+			}
+			continue
+		}
+		out = append(out, shellQuote(a))
+	}
+	return strings.Join(out, " ")
+}
+
+// shellQuote quotes an argument for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=./:,@%+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // progress shows a bar on a terminal, plain lines otherwise.
@@ -210,6 +325,9 @@ type progress struct {
 	tty                          bool
 	total, done, running, failed int
 	start                        time.Time
+	// waiting is why each waiting workload waits (a migrate.Wait reason);
+	// started are those running.
+	waiting, started map[string]string
 }
 
 func newProgress(w io.Writer, total int) *progress {
@@ -222,13 +340,34 @@ func newProgress(w io.Writer, total int) *progress {
 
 func (p *progress) event(e migrate.Event) {
 	r := e.Result
+	key := r.Namespace + "/" + r.Kind + "/" + r.Name
+	if e.Waiting != "" {
+		if p.waiting == nil {
+			p.waiting = map[string]string{}
+		}
+		p.waiting[key] = e.Reason
+		if !p.tty {
+			fmt.Fprintf(p.w, "waiting %s: %s\n", key, e.Waiting)
+		} else {
+			p.bar()
+		}
+		return
+	}
+	delete(p.waiting, key)
 	if e.Started {
+		if p.started == nil {
+			p.started = map[string]string{}
+		}
+		p.started[key] = ""
 		p.running++
 		if !p.tty {
 			fmt.Fprintf(p.w, "restarting %s/%s/%s\n", r.Namespace, r.Kind, r.Name)
 		}
 	} else {
-		p.running--
+		if _, ok := p.started[key]; ok {
+			delete(p.started, key)
+			p.running-- // a workload that failed waiting never ran
+		}
 		p.done++
 		if r.Outcome == migrate.Failed {
 			p.failed++
@@ -253,8 +392,26 @@ func (p *progress) bar() {
 	if p.done > 0 {
 		eta = (time.Duration(float64(time.Since(p.start)) / float64(p.done) * float64(p.total-p.done))).Round(time.Second).String()
 	}
-	fmt.Fprintf(p.w, "\r[%s%s] %d/%d done · %d running · %d failed · %d remaining · %s elapsed · ETA %s ",
-		strings.Repeat("#", filled), strings.Repeat(".", width-filled), p.done, p.total, p.running, p.failed, p.total-p.done-p.running, elapsed, eta)
+	fmt.Fprintf(p.w, "\r[%s%s] %d/%d done · %d running · %d failed · %d remaining%s · %s elapsed · ETA %s \x1b[K",
+		strings.Repeat("#", filled), strings.Repeat(".", width-filled), p.done, p.total, p.running, p.failed, p.total-p.done-p.running, p.whyWaiting(), elapsed, eta)
+}
+
+// whyWaiting is " (3 waiting: PDB 2, budget 1)", or "" when none waits.
+func (p *progress) whyWaiting() string {
+	if len(p.waiting) == 0 {
+		return ""
+	}
+	count := map[string]int{}
+	for _, why := range p.waiting {
+		count[why]++
+	}
+	var parts []string
+	for _, why := range []string{migrate.WaitPDB, migrate.WaitBudget, migrate.WaitQuota, migrate.WaitConcurrency} {
+		if count[why] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", why, count[why]))
+		}
+	}
+	return fmt.Sprintf(" (%d waiting: %s)", len(p.waiting), strings.Join(parts, ", "))
 }
 
 func (p *progress) finish() {
