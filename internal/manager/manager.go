@@ -122,6 +122,9 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
+	if err := (&NodeLabeler{Client: mgr.GetClient(), Policy: o.Policy}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
 	if err := (&FeatureReconciler{Client: mgr.GetClient(), Delay: o.FeatureDelay, Clock: clock.RealClock{}}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

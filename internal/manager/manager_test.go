@@ -493,6 +493,7 @@ func TestValidationRejectsBadInput(t *testing.T) {
 	ctx := context.Background()
 	for name, obj := range map[string]client.Object{
 		"unknown mode":         &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.MeshProfileSpec{NativeSidecarMode: "On"}},
+		"unknown oldNodes":     &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.MeshProfileSpec{OldNodes: "Exclude"}},
 		"bad revision":         &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.MeshProfileSpec{Revisions: []string{"istio-1-27"}}},
 		"second profile":       &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: "other"}},
 		"unknown feature name": &v1alpha1.FeatureRegistration{ObjectMeta: metav1.ObjectMeta{Name: "istioambientpreview"}},

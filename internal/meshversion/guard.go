@@ -71,3 +71,16 @@ func GuardedNodeNames(old map[string][]Node) []string {
 }
 
 
+
+// SidecarContainersLabel is the node label the manager keeps: "true" when the
+// node's kubelet runs sidecar containers under the active policy, else
+// "false". The placement guard requires it "true" for native pods.
+const SidecarContainersLabel = "meshaddon.dev/sidecar-containers"
+
+// SidecarLabelValue is the label's value for a node.
+func (p Policy) SidecarLabelValue(n Node) string {
+	if p.SidecarCapable(n) {
+		return "true"
+	}
+	return "false"
+}
