@@ -22,11 +22,11 @@ func ClassicPod(native *corev1.Pod) *corev1.Pod {
 	proxy.RestartPolicy = nil
 	p.Spec.InitContainers = slices.Delete(p.Spec.InitContainers, at, at+1)
 	p.Spec.Containers = append(p.Spec.Containers, proxy)
-	if i := slices.IndexFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == istioInit }); i >= 0 {
+	if i := slices.IndexFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == istioInitContainer }); i >= 0 {
 		c := p.Spec.InitContainers[i]
 		p.Spec.InitContainers = append(slices.Delete(p.Spec.InitContainers, i, i+1), c)
 	}
 	return p
 }
 
-const istioInit = "istio-init"
+const istioInitContainer = "istio-init"

@@ -176,7 +176,7 @@ func TestPlaceAfterInjection(t *testing.T) {
 
 func TestPlaceMalformedAffinityIsLeftAlone(t *testing.T) {
 	for name, r := range map[string]corev1.NodeSelectorRequirement{
-		"unknown operator": req("zone", "Near", "a"),
+		"unknown operator":  req("zone", "Near", "a"),
 		"In without values": req("zone", corev1.NodeSelectorOpIn),
 		"bad key":           req("not a/valid/key", corev1.NodeSelectorOpExists),
 		"Gt not a number":   req("cores", corev1.NodeSelectorOpGt, "many"),

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-
 )
 
 // Guard is the placement guard (MeshProfile spec.oldNodes: Guard) as a
@@ -69,8 +68,6 @@ func GuardedNodeNames(old map[string][]Node) []string {
 	sort.Strings(names)
 	return names
 }
-
-
 
 // SidecarContainersLabel is the node label the manager keeps: "true" when the
 // node's kubelet runs sidecar containers under the active policy, else
