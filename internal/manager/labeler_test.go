@@ -48,14 +48,7 @@ func TestNodeLabelsConverge(t *testing.T) {
 	waitNodeLabel(t, "lbl-unknown", "false")
 
 	// The pool is upgraded: the label flips.
-	var n corev1.Node
-	if err := cl.Get(ctx, client.ObjectKey{Name: "lbl-old"}, &n); err != nil {
-		t.Fatal(err)
-	}
-	n.Status.NodeInfo.KubeletVersion = "v1.34.4"
-	if err := cl.Status().Update(ctx, &n); err != nil {
-		t.Fatal(err)
-	}
+	setNodeStatus(t, "lbl-old", func(n *corev1.Node) { n.Status.NodeInfo.KubeletVersion = "v1.34.4" })
 	waitNodeLabel(t, "lbl-old", "true")
 
 	// Someone changes the label by hand: it is put back.
@@ -64,6 +57,7 @@ func TestNodeLabelsConverge(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitNodeLabel(t, "lbl-unknown", "false")
+	var n corev1.Node
 	if err := cl.Get(ctx, client.ObjectKey{Name: "lbl-unknown"}, &n); err != nil {
 		t.Fatal(err)
 	}
