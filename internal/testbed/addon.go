@@ -156,8 +156,8 @@ func (t *Testbed) startAddon(ctx context.Context, cl client.Client, spec Spec) (
 		"--feature-registration-delay", FeatureDelay.String(),
 		"--leader-election-namespace", ManagerNamespace,
 		"--leader-election-lease-duration", "6s",
-		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(ports[0]),
-		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(ports[1]),
+		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(ports[0]),
+		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(ports[1]),
 	}, guard...)...).Start()
 	if err != nil {
 		return changes, err

@@ -150,7 +150,7 @@ func TestGuard(t *testing.T) {
 	t.Run("a DaemonSet runs everywhere: classic on old nodes, native on current ones", func(t *testing.T) {
 		ds := &appsv1.DaemonSet{
 			ObjectMeta: metav1.ObjectMeta{Name: "agent", Namespace: "shop"},
-			Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "agent"}}, Template: podTemplate("agent", nil)},
+			Spec:       appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "agent"}}, Template: podTemplate("agent", nil)},
 		}
 		if _, err := kc.AppsV1().DaemonSets("shop").Create(ctx, ds, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
