@@ -117,6 +117,17 @@ func TestGuard(t *testing.T) {
 			t.Errorf("status.guard: %+v", g)
 		}
 		waitInjectsNative(t, kc)
+
+		rep, r := runPrecheck(t, guardCluster)
+		guard := strings.Join(resultsOf(rep, "placement guard"), "\n")
+		for _, want := range []string{"healthy: guarding", "2 node(s) excluded from native pods: " + oldNodes[0], "native-capable capacity: 2 of 4 node(s) (2 Ready)"} {
+			if !strings.Contains(guard, want) {
+				t.Errorf("precheck's placement guard lacks %q:\n%s", want, guard)
+			}
+		}
+		if nv := strings.Join(resultsOf(rep, "node versions"), "\n"); !strings.HasPrefix(nv, "ok: native, guarded: 2 node(s) excluded") {
+			t.Errorf("precheck's node versions with the guard: %s\n%s", nv, r)
+		}
 	})
 
 	createNamespace(t, kc, "shop", "asm-1-27")
