@@ -176,9 +176,9 @@ func TestGuard(t *testing.T) {
 	})
 
 	t.Run("the injector's configuration sorting before or after the guard's: same results", func(t *testing.T) {
-		// istio-sidecar-injector-asm-1-27 sorts before meshaddon-placement-guard:
+		// istio-sidecar-injector-asm-1-27-aks-istio-system sorts before meshaddon-placement-guard:
 		// the steps above ran with the injector first. Renamed to sort after.
-		renameInjector(t, kc, "istio-sidecar-injector-asm-1-27", "zz-istio-sidecar-injector-asm-1-27")
+		renameInjector(t, kc, "istio-sidecar-injector-asm-1-27-aks-istio-system", "zz-istio-sidecar-injector-asm-1-27-aks-istio-system")
 		waitInjectsNative(t, kc)
 		pinned(t, kc, "pinned-1", oldNodes[1])
 		createDeployment(t, kc, "shop", "after", 4, nil, nil)
@@ -190,7 +190,7 @@ func TestGuard(t *testing.T) {
 		}
 		guardPods(t, kc, "shop", "agent", 4, nil)
 		checkModesByNode(t, kc, "shop", "agent")
-		renameInjector(t, kc, "zz-istio-sidecar-injector-asm-1-27", "istio-sidecar-injector-asm-1-27")
+		renameInjector(t, kc, "zz-istio-sidecar-injector-asm-1-27-aks-istio-system", "istio-sidecar-injector-asm-1-27-aks-istio-system")
 		waitInjectsNative(t, kc)
 	})
 
