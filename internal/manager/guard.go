@@ -168,7 +168,13 @@ func (h *GuardHealth) Start(ctx context.Context) error {
 	t := time.NewTicker(h.Interval)
 	defer t.Stop()
 	for {
-		problem := h.Check(ctx)
+		problem, err := h.check(ctx)
+		if err != nil {
+			// The API server did not answer in time: keep the last verdict
+			// rather than flip the mesh on a slow read.
+			log.FromContext(ctx).Info("placement guard health: cannot read the configuration", "error", err.Error())
+			problem = h.lastProblem()
+		}
 		h.mu.Lock()
 		changed := !h.checked || problem != h.problem
 		h.checked, h.problem = true, problem
@@ -191,21 +197,46 @@ func (h *GuardHealth) Start(ctx context.Context) error {
 // NeedLeaderElection: every replica serves the webhook and knows its health.
 func (h *GuardHealth) NeedLeaderElection() bool { return false }
 
+func (h *GuardHealth) lastProblem() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.checked {
+		return "the placement webhook has not been checked yet"
+	}
+	return h.problem
+}
+
 // Check returns "" when the guard is healthy, else what is wrong and what
 // to do.
 func (h *GuardHealth) Check(ctx context.Context) string {
+	problem, err := h.check(ctx)
+	if err != nil {
+		return fmt.Sprintf("cannot read MutatingWebhookConfiguration %s: %v", h.Configuration, err)
+	}
+	return problem
+}
+
+// check is Check, with a failure to read the configuration (other than its
+// absence) apart, as an error.
+func (h *GuardHealth) check(ctx context.Context) (string, error) {
 	if h.Serving == "" {
-		return "the manager serves no placement webhook (start it with --guard-webhook-bind-address)"
+		return "the manager serves no placement webhook (start it with --guard-webhook-bind-address)", nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	var cfg admissionregistrationv1.MutatingWebhookConfiguration
 	if err := h.Reader.Get(ctx, client.ObjectKey{Name: h.Configuration}, &cfg); err != nil {
 		if apierrors.IsNotFound(err) {
-			return fmt.Sprintf("MutatingWebhookConfiguration %s not found: reinstall the add-on's configuration", h.Configuration)
+			return fmt.Sprintf("MutatingWebhookConfiguration %s not found: reinstall the add-on's configuration", h.Configuration), nil
 		}
-		return fmt.Sprintf("cannot read MutatingWebhookConfiguration %s: %v", h.Configuration, err)
+		return "", err
 	}
+	return h.checkServer(ctx, &cfg), nil
+}
+
+// checkServer checks that the configuration calls this manager's server and
+// that the server answers as the configuration's caBundle expects.
+func (h *GuardHealth) checkServer(ctx context.Context, cfg *admissionregistrationv1.MutatingWebhookConfiguration) string {
 	var hook *admissionregistrationv1.MutatingWebhook
 	var target *url.URL
 	for i := range cfg.Webhooks {
@@ -246,7 +277,12 @@ func (h *GuardHealth) Check(ctx context.Context) string {
 	defer conn.Close()
 	// A TLS answer is not yet a webhook: ask it.
 	tr := &http.Transport{DialTLSContext: func(context.Context, string, string) (net.Conn, error) { return conn, nil }}
-	resp, err := (&http.Client{Transport: tr, Timeout: time.Second}).Post("https://"+addr+GuardPath, "application/json", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+addr+GuardPath, http.NoBody)
+	if err != nil {
+		return err.Error()
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
 		return fmt.Sprintf("the placement webhook at %s does not answer: %v", addr, err)
 	}

@@ -199,6 +199,13 @@ func TestGuard(t *testing.T) {
 		if err := cl.Get(ctx, client.ObjectKey{Name: manager.GuardConfiguration}, &saved); err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() {
+			if t.Failed() {
+				log, _ := os.ReadFile(filepath.Join(stateDir, "clusters", guardCluster, "logs", "manager.log"))
+				lines := strings.Split(string(log), "\n")
+				t.Logf("manager log, last lines:\n%s", strings.Join(lines[max(0, len(lines)-80):], "\n"))
+			}
+		})
 		start := time.Now()
 		if err := cl.Delete(ctx, &saved); err != nil {
 			t.Fatal(err)
@@ -228,6 +235,30 @@ func TestGuard(t *testing.T) {
 		}
 		waitEnvByDocument(t, guardCluster, "true", 20*time.Second)
 		waitInjectsNative(t, kc)
+	})
+
+	t.Run("an old pool added in the middle of a rollout: the mesh stays native, no pod hangs", func(t *testing.T) {
+		restart(t, kc, "shop", "selected")
+		mustMeshaddon(t, "local", "nodepool", "add", "late", "--name", guardCluster, "--version", oldVersion, "--count", "2")
+		for _, n := range poolNodes(t, kc, "late") {
+			waitNodeLabelE2E(t, kc, n, "false")
+		}
+		waitRollout(t, kc, "shop", "selected")
+		guardPods(t, kc, "shop", "selected", 10, nil)
+		if got := istiodEnvByDocument(t, guardCluster); strings.Join(got, ",") != "true" {
+			t.Errorf("istiod after an old pool joined with the guard on: %v, want true", got)
+		}
+		p, err := meshProfile(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := p.Status.Guard; g == nil || g.ExcludedNodes != 4 {
+			t.Errorf("status.guard after the late pool: %+v", g)
+		}
+		// The DaemonSet follows onto the new nodes, classic.
+		guardPods(t, kc, "shop", "agent", 6, nil)
+		checkModesByNode(t, kc, "shop", "agent")
+		mustMeshaddon(t, "local", "nodepool", "delete", "late", "--name", guardCluster)
 	})
 
 	t.Run("the old pool upgraded: labels flip, native pods may land there", func(t *testing.T) {
