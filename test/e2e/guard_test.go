@@ -128,6 +128,10 @@ func TestGuard(t *testing.T) {
 		if nv := strings.Join(resultsOf(rep, "node versions"), "\n"); !strings.HasPrefix(nv, "ok: native, guarded: 2 node(s) excluded") {
 			t.Errorf("precheck's node versions with the guard: %s\n%s", nv, r)
 		}
+		st := meshaddon(t, "status", "-A", "--kubeconfig", kcfg)
+		if want := "Placement guard: healthy; native pods are kept off 2 node(s) (" + oldNodes[0]; !strings.Contains(st.stderr, want) {
+			t.Errorf("status does not show the guard (%q):\n%s", want, st)
+		}
 	})
 
 	createNamespace(t, kc, "shop", "asm-1-27")
