@@ -36,6 +36,39 @@ type MeshProfileSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="origin is fixed when the profile is created"
 	// +optional
 	Origin string `json:"origin,omitempty"`
+
+	// OldNodes is what a node whose kubelet cannot run sidecar containers
+	// does to the mesh. Classic: every revision falls back to classic
+	// sidecars (as Istio's own auto mode does, istio/istio#48794). Guard:
+	// the manager's placement webhook keeps native pods off such nodes and
+	// the mesh stays native; while the webhook is unhealthy, Classic.
+	// +kubebuilder:validation:Enum=Classic;Guard
+	// +kubebuilder:default=Classic
+	// +optional
+	OldNodes string `json:"oldNodes,omitempty"`
+}
+
+// Values of spec.oldNodes.
+const (
+	OldNodesClassic = "Classic"
+	OldNodesGuard   = "Guard"
+)
+
+// GuardStatus is the placement guard as the manager sees it.
+type GuardStatus struct {
+	// Healthy: the webhook serves with a valid certificate and its
+	// configuration exists and points at it.
+	Healthy bool `json:"healthy"`
+	// Message says why it is unhealthy, or what it guards.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// ExcludedNodes counts the nodes labelled unable to run sidecar containers.
+	ExcludedNodes int32 `json:"excludedNodes"`
+	// Excluded names up to 20 of them, sorted.
+	// +optional
+	Excluded []string `json:"excluded,omitempty"`
+	// CapableNodes counts the Ready nodes native pods may go to.
+	CapableNodes int32 `json:"capableNodes"`
 }
 
 // Origins of a MeshProfile.
@@ -121,6 +154,9 @@ type MeshProfileStatus struct {
 	// manager from a watch of pod metadata.
 	// +optional
 	Pods *PodCensus `json:"pods,omitempty"`
+	// Guard is the placement guard's state when spec.oldNodes is Guard.
+	// +optional
+	Guard *GuardStatus `json:"guard,omitempty"`
 }
 
 const (

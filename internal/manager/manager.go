@@ -9,7 +9,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -23,9 +25,12 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/istiod"
@@ -56,6 +61,13 @@ type Options struct {
 	LeaderElection          bool
 	LeaderElectionNamespace string
 	LeaseDuration           time.Duration
+	// GuardWebhookAddr is where the placement guard's webhook server
+	// listens (host:port); "" or "0" serves none.
+	GuardWebhookAddr string
+	// GuardWebhookCertDir holds that server's tls.crt and tls.key.
+	GuardWebhookCertDir string
+	// GuardConfiguration names the guard's MutatingWebhookConfiguration.
+	GuardConfiguration string
 }
 
 // The metrics server asks the API server who a scraper is and whether it
@@ -102,6 +114,19 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			},
 		},
 	}
+	guarding := o.GuardWebhookAddr != "" && o.GuardWebhookAddr != "0"
+	if guarding {
+		host, port, err := net.SplitHostPort(o.GuardWebhookAddr)
+		if err != nil {
+			return nil, fmt.Errorf("--guard-webhook-bind-address %q: %w", o.GuardWebhookAddr, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return nil, fmt.Errorf("--guard-webhook-bind-address %q: bad port", o.GuardWebhookAddr)
+		}
+		mopts.WebhookServer = webhook.NewServer(webhook.Options{Host: host, Port: p, CertDir: o.GuardWebhookCertDir,
+			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}})
+	}
 	if o.LeaseDuration > 0 {
 		mopts.LeaseDuration, mopts.RenewDeadline, mopts.RetryPeriod = &o.LeaseDuration, &renew, &retry
 	}
@@ -113,13 +138,33 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	var health *GuardHealth
+	changed := make(chan event.GenericEvent, 1)
+	if guarding {
+		name := o.GuardConfiguration
+		if name == "" {
+			name = GuardConfiguration
+		}
+		health = &GuardHealth{Reader: mgr.GetAPIReader(), Configuration: name, Serving: o.GuardWebhookAddr, Interval: 500 * time.Millisecond, Changed: changed}
+		if err := mgr.Add(health); err != nil {
+			return nil, err
+		}
+		mgr.GetWebhookServer().Register(GuardPath, &webhook.Admission{
+			Handler: NewPlacementWebhook(mgr.GetClient(), o.Policy, o.MeshNamespace, admission.NewDecoder(mgr.GetScheme())),
+		})
+	}
 	if err := (&ProfileReconciler{
+		Guard:         health,
+		GuardChanged:  changed,
 		Client:        mgr.GetClient(),
 		Versions:      dc,
 		Recorder:      mgr.GetEventRecorderFor("meshaddon-manager"),
 		Policy:        o.Policy,
 		MeshNamespace: o.MeshNamespace,
 	}).SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	if err := (&NodeLabeler{Client: mgr.GetClient(), Policy: o.Policy}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	if err := (&FeatureReconciler{Client: mgr.GetClient(), Delay: o.FeatureDelay, Clock: clock.RealClock{}}).SetupWithManager(mgr); err != nil {

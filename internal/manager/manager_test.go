@@ -36,6 +36,7 @@ import (
 	"github.com/meshaddon/meshaddon/internal/manager"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 	"github.com/meshaddon/meshaddon/internal/platform"
+	"github.com/meshaddon/meshaddon/internal/testbed/proc"
 	"github.com/meshaddon/meshaddon/internal/testenv"
 )
 
@@ -51,6 +52,10 @@ var (
 	cl      client.Client
 	kcs     kubernetes.Interface
 	stop    context.CancelFunc
+	// The guard's webhook server: address, certificate directory, and the
+	// caBundle trusting its certificate.
+	guardAddr, guardCertDir string
+	guardCABundle           []byte
 )
 
 func TestMain(m *testing.M) {
@@ -82,12 +87,32 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// The placement guard's webhook server, on loopback as on the test bed;
+	// its configuration is created by the guard's tests only.
+	guardCertDir, err = os.MkdirTemp("", "meshaddon-guard-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(guardCertDir)
+	if guardCABundle, err = manager.WriteLoopbackGuardCert(guardCertDir, 0); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ports, err := proc.FreePorts(1)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	guardAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	mgr, err := manager.New(cfg, manager.Options{
-		Policy:        meshversion.DefaultPolicy,
-		MeshNamespace: meshNS,
-		FeatureDelay:  time.Second,
-		MetricsAddr:   "0",
-		ProbeAddr:     "0",
+		Policy:              meshversion.DefaultPolicy,
+		MeshNamespace:       meshNS,
+		FeatureDelay:        time.Second,
+		MetricsAddr:         "0",
+		ProbeAddr:           "0",
+		GuardWebhookAddr:    guardAddr,
+		GuardWebhookCertDir: guardCertDir,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -111,16 +136,32 @@ func addNode(t *testing.T, name, pool, kubelet string, ready bool) {
 	if err := cl.Create(ctx, n); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = cl.Delete(context.Background(), n) })
 	status := corev1.ConditionTrue
 	if !ready {
 		status = corev1.ConditionFalse
 	}
-	n.Status.NodeInfo.KubeletVersion = kubelet
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status, LastHeartbeatTime: metav1.Now()}}
-	if err := cl.Status().Update(ctx, n); err != nil {
+	setNodeStatus(t, name, func(n *corev1.Node) {
+		n.Status.NodeInfo.KubeletVersion = kubelet
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status, LastHeartbeatTime: metav1.Now()}}
+	})
+}
+
+// setNodeStatus edits a node's status, retrying when the manager's node
+// labeler wrote the node in between.
+func setNodeStatus(t *testing.T, name string, edit func(*corev1.Node)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var n corev1.Node
+		if err := cl.Get(context.Background(), client.ObjectKey{Name: name}, &n); err != nil {
+			return err
+		}
+		edit(&n)
+		return cl.Status().Update(context.Background(), &n)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cl.Delete(context.Background(), n) })
 }
 
 // otherIstiodEnv is istiod's env besides ENABLE_NATIVE_SIDECARS, which the
@@ -498,6 +539,7 @@ func TestValidationRejectsBadInput(t *testing.T) {
 	ctx := context.Background()
 	for name, obj := range map[string]client.Object{
 		"unknown mode":         &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.MeshProfileSpec{NativeSidecarMode: "On"}},
+		"unknown oldNodes":     &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.MeshProfileSpec{OldNodes: "Exclude"}},
 		"bad revision":         &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: "default"}, Spec: v1alpha1.MeshProfileSpec{Revisions: []string{"istio-1-27"}}},
 		"second profile":       &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: "other"}},
 		"unknown feature name": &v1alpha1.FeatureRegistration{ObjectMeta: metav1.ObjectMeta{Name: "istioambientpreview"}},

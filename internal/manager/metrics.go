@@ -25,10 +25,14 @@ var (
 		Name: "meshaddon_pods",
 		Help: "Pods by injecting revision and mode (native, classic; none with revision \"\"), from the census.",
 	}, []string{"revision", "mode"})
+	guardPodsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshaddon_guard_pods_total",
+		Help: "Pods the placement guard saw, by result (affinity, classic, unchanged, not-native, unmergeable).",
+	}, []string{"result"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcilesTotal, revisionNative, envWritesTotal, podsByMode)
+	metrics.Registry.MustRegister(reconcilesTotal, revisionNative, envWritesTotal, podsByMode, guardPodsTotal)
 }
 
 func boolGauge(b bool) float64 {

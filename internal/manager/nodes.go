@@ -11,7 +11,8 @@ import (
 )
 
 // slimNode is the cache transform for nodes: it keeps what the decision
-// reads (pool labels, kubelet version, the Ready condition's status) and
+// reads (pool labels, kubelet version, the Ready condition's status), the
+// guard's sidecar-containers label, and
 // drops the rest, so the manager's memory stays flat with thousands of nodes.
 func slimNode(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
@@ -24,7 +25,7 @@ func slimNode(obj any) (any, error) {
 		ResourceVersion: n.ResourceVersion,
 		Labels:          map[string]string{},
 	}}
-	for _, k := range []string{meshversion.PoolLabel, meshversion.LegacyPoolLabel} {
+	for _, k := range []string{meshversion.PoolLabel, meshversion.LegacyPoolLabel, meshversion.SidecarContainersLabel} {
 		if v, ok := n.Labels[k]; ok {
 			slim.Labels[k] = v
 		}

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/istiod"
@@ -44,6 +45,10 @@ type ProfileReconciler struct {
 	Recorder      record.EventRecorder
 	Policy        meshversion.Policy
 	MeshNamespace string
+	// Guard is the placement guard's health (nil: no webhook served);
+	// GuardChanged fires when it changes.
+	Guard        *GuardHealth
+	GuardChanged <-chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=meshaddon.dev,resources=meshprofiles,verbs=get;list;watch
@@ -81,6 +86,7 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		status.CreatedQualifying = ptr.To(profile.Spec.Origin == v1alpha1.OriginNewCluster && r.qualifies(facts, profile.Spec.Revisions))
 	}
 	facts.CreatedQualifying = *status.CreatedQualifying
+	status.Guard = r.guardStatus(facts)
 
 	deps, err := r.istiods(ctx)
 	if err != nil {
@@ -163,6 +169,10 @@ func (r *ProfileReconciler) facts(ctx context.Context, profile *v1alpha1.MeshPro
 		return f, err
 	}
 	f.Nodes = nodeFacts(nodes.Items)
+	if profile.Spec.OldNodes == v1alpha1.OldNodesGuard {
+		f.Guard.On = true
+		f.Guard.Healthy, f.Guard.Problem = r.Guard.Health()
+	}
 	if r.Policy.FeatureFlag != "" {
 		var fr v1alpha1.FeatureRegistration
 		err := r.Get(ctx, types.NamespacedName{Name: v1alpha1.FeatureObjectName(r.Policy.FeatureFlag)}, &fr)
@@ -254,6 +264,10 @@ func (r *ProfileReconciler) ensureEnv(ctx context.Context, profile *v1alpha1.Mes
 func (r *ProfileReconciler) warnAboutNodes(profile *v1alpha1.MeshProfile, prev *v1alpha1.RevisionStatus, d meshversion.Decision) {
 	if prev != nil && prev.Mode == string(meshversion.Native) && d.Injection == meshversion.Classic && d.Reason == "NodesTooOld" {
 		r.Recorder.Eventf(profile, corev1.EventTypeWarning, "OldKubeletNodes",
+			"%s switched to classic sidecars: %s", d.Revision, d.Message)
+	}
+	if prev != nil && prev.Mode == string(meshversion.Native) && d.Injection == meshversion.Classic && d.Reason == "GuardUnhealthy" {
+		r.Recorder.Eventf(profile, corev1.EventTypeWarning, "GuardUnhealthy",
 			"%s switched to classic sidecars: %s", d.Revision, d.Message)
 	}
 	if d.Degraded != "" && !meta.IsStatusConditionTrue(profile.Status.Conditions, v1alpha1.ConditionDegraded) {
@@ -374,7 +388,11 @@ func (r *ProfileReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	toProfile := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: v1alpha1.MeshProfileName}}}
 	})
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr)
+	if r.GuardChanged != nil {
+		b = b.WatchesRawSource(source.Channel(r.GuardChanged, toProfile))
+	}
+	return b.
 		For(&v1alpha1.MeshProfile{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Watches(&corev1.Node{}, toProfile, builder.WithPredicates(nodeFactChanged)).

@@ -63,6 +63,8 @@ type Facts struct {
 	CreatedQualifying bool
 	APIServerVersion  string
 	Nodes             []Node
+	// Guard is the placement guard, for old nodes (guard.go).
+	Guard Guard
 }
 
 // Condition names the MeshProfile condition a gate reports under.
@@ -126,7 +128,8 @@ var Gates = []Gate{
 			if len(old) == 0 {
 				return true, "NodesSupported", fmt.Sprintf("all %d node(s) run kubelet %s or newer", len(f.Nodes), MinorString(p.MinKubernetes))
 			}
-			return false, "NodesTooOld", describeOldNodes(old, p.MinKubernetes)
+			// spec.oldNodes: Guard keeps native pods off old nodes instead.
+			return guardOldNodes(p, f, old)
 		},
 	},
 	{

@@ -23,6 +23,7 @@ func TestDecideExhaustive(t *testing.T) {
 		"stopped-1.34": {{Name: "a", Pool: "system", KubeletVersion: "v1.34.4", Ready: false}},
 	}
 	revisions := []string{"asm-1-19", "asm-1-20", "asm-1-26", "asm-1-27", "asm-1-28", "asm-1-29", "asm-1-31"}
+	guards := []Guard{{}, {On: true, Healthy: true}, {On: true, Problem: "not serving"}, {Healthy: true}}
 	count := 0
 	for _, p := range Policies {
 		for _, mode := range []Mode{ModeAuto, ModeEnabled, ModeDisabled} {
@@ -31,20 +32,22 @@ func TestDecideExhaustive(t *testing.T) {
 					for _, api := range apiVersions {
 						for setName, nodes := range nodeSets {
 							for _, rev := range revisions {
-								f := Facts{Mode: mode, FeatureRegistered: feature, CreatedQualifying: cq, APIServerVersion: api, Nodes: nodes}
-								d := Decide(p, f, rev)
-								wantNative, wantDegraded := oracle(p.Name, mode, feature, cq, api, setName, rev)
-								name := fmt.Sprintf("%s/%s/feature=%v/cq=%v/api=%q/nodes=%s/%s", p.Name, mode, feature, cq, api, setName, rev)
-								if (d.Injection == Native) != wantNative {
-									t.Errorf("%s: got %s (%s: %s), want native=%v", name, d.Injection, d.Reason, d.Message, wantNative)
+								for _, guard := range guards {
+									f := Facts{Mode: mode, FeatureRegistered: feature, CreatedQualifying: cq, APIServerVersion: api, Nodes: nodes, Guard: guard}
+									d := Decide(p, f, rev)
+									wantNative, wantDegraded := oracle(p.Name, mode, feature, cq, api, setName, rev, guard.On && guard.Healthy)
+									name := fmt.Sprintf("%s/%s/feature=%v/cq=%v/api=%q/nodes=%s/%s/guard=%+v", p.Name, mode, feature, cq, api, setName, rev, guard)
+									if (d.Injection == Native) != wantNative {
+										t.Errorf("%s: got %s (%s: %s), want native=%v", name, d.Injection, d.Reason, d.Message, wantNative)
+									}
+									if (d.Degraded != "") != wantDegraded {
+										t.Errorf("%s: degraded %q, want degraded=%v", name, d.Degraded, wantDegraded)
+									}
+									if d.Reason == "" || d.Message == "" {
+										t.Errorf("%s: decision without a reason: %+v", name, d)
+									}
+									count++
 								}
-								if (d.Degraded != "") != wantDegraded {
-									t.Errorf("%s: degraded %q, want degraded=%v", name, d.Degraded, wantDegraded)
-								}
-								if d.Reason == "" || d.Message == "" {
-									t.Errorf("%s: decision without a reason: %+v", name, d)
-								}
-								count++
 							}
 						}
 					}
@@ -55,7 +58,7 @@ func TestDecideExhaustive(t *testing.T) {
 	t.Logf("%d combinations", count)
 }
 
-func oracle(policy string, mode Mode, feature, cq bool, api, nodes, rev string) (native, degraded bool) {
+func oracle(policy string, mode Mode, feature, cq bool, api, nodes, rev string, guarded bool) (native, degraded bool) {
 	minor := map[string]int{"v1.28.15": 28, "v1.29.0": 29, "v1.32.3": 32, "v1.33.1": 33, "v1.34.4": 34}
 	nodeMin := map[string]int{"none": 99, "all-1.34": 34, "all-1.30": 30, "one-1.28": 28, "unknown": 0, "stopped-1.34": 34}
 	var r int
@@ -66,6 +69,12 @@ func oracle(policy string, mode Mode, feature, cq bool, api, nodes, rev string) 
 	}
 	apiOK := minor[api] >= min
 	nodesOK := nodeMin[nodes] >= min
+	// spec.oldNodes: Guard, healthy: old nodes are excluded from native
+	// pods, which needs at least one Ready node that can take them.
+	capableReady := map[string]int{"all-1.34": 34, "all-1.30": 30, "one-1.28": 34}
+	if guarded && capableReady[nodes] >= min {
+		nodesOK = true
+	}
 	revOK := r >= 20
 	var optIn bool
 	switch policy {

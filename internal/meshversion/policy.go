@@ -81,8 +81,7 @@ func LookupPolicy(name string) (Policy, error) {
 func (p Policy) OldNodes(nodes []Node) map[string][]Node {
 	old := map[string][]Node{}
 	for _, n := range nodes {
-		v, err := ParseKube(n.KubeletVersion)
-		if err != nil || !v.AtLeast(p.MinKubernetes) {
+		if !p.SidecarCapable(n) {
 			old[n.Pool] = append(old[n.Pool], n)
 		}
 	}

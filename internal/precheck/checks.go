@@ -25,6 +25,7 @@ var Checks = []Check{
 	{Group: "Control plane", Name: "API server version", Run: checkAPIServer},
 	{Group: "Node pools", Name: "pools", Run: checkPools},
 	{Group: "Node pools", Name: "node versions", Run: checkNodeVersions},
+	{Group: "Node pools", Name: "placement guard", Run: checkGuard},
 	{Group: "Mesh", Name: "revisions", Run: checkRevisions},
 	{Group: "Mesh", Name: "revision compatibility", Run: checkRevisionCompatibility},
 	{Group: "Mesh", Name: "istiod available", Run: checkIstiodAvailable, Transient: []string{factIstiods}},
@@ -109,7 +110,11 @@ func facts(ctx context.Context, e *Env) (meshversion.Facts, error) {
 	if err != nil {
 		return meshversion.Facts{}, err
 	}
-	return meshversion.Facts{APIServerVersion: v, Nodes: nodes}, nil
+	p, err := e.Profile(ctx)
+	if err != nil {
+		return meshversion.Facts{}, err
+	}
+	return meshversion.Facts{APIServerVersion: v, Nodes: nodes, Guard: guardFacts(p)}, nil
 }
 
 func checkAPIServer(ctx context.Context, e *Env) ([]Result, error) {

@@ -30,30 +30,8 @@ import (
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
 
-// ClassicPod is the classic form of a native pod: istio-proxy a regular
-// container again, last, and istio-init the last init container, as Istio's
-// injector orders a classic pod (reorderPod in pkg/kube/inject/webhook.go;
-// native, istio-init and the proxy come first, so the pod's own init
-// containers run beside the proxy). A pod without a native istio-proxy
-// comes back as it is.
-func ClassicPod(native *corev1.Pod) *corev1.Pod {
-	p := native.DeepCopy()
-	at := slices.IndexFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == inventory.ProxyContainer })
-	if at < 0 {
-		return p
-	}
-	proxy := p.Spec.InitContainers[at]
-	proxy.RestartPolicy = nil
-	p.Spec.InitContainers = slices.Delete(p.Spec.InitContainers, at, at+1)
-	p.Spec.Containers = append(p.Spec.Containers, proxy)
-	if i := slices.IndexFunc(p.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == istioInit }); i >= 0 {
-		c := p.Spec.InitContainers[i]
-		p.Spec.InitContainers = append(slices.Delete(p.Spec.InitContainers, i, i+1), c)
-	}
-	return p
-}
-
-const istioInit = "istio-init"
+// ClassicPod is the classic form of a native pod (inventory.ClassicPod).
+func ClassicPod(native *corev1.Pod) *corev1.Pod { return inventory.ClassicPod(native) }
 
 // withLimitRangeDefaults is p as the LimitRanger admission sees it after
 // filling the Container defaults of lr into containers that lack them (a

@@ -146,15 +146,19 @@ func (t *Testbed) startAddon(ctx context.Context, cl client.Client, spec Spec) (
 	if err != nil {
 		return changes, err
 	}
-	started, err := t.manager(
+	guard, err := t.registerGuard(ctx, cl)
+	if err != nil {
+		return changes, err
+	}
+	started, err := t.manager(append([]string{
 		"--kubeconfig", t.Cluster.KubeconfigPath(),
 		"--policy", spec.Policy,
 		"--feature-registration-delay", FeatureDelay.String(),
 		"--leader-election-namespace", ManagerNamespace,
 		"--leader-election-lease-duration", "6s",
-		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(ports[0]),
-		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(ports[1]),
-	).Start()
+		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(ports[0]),
+		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(ports[1]),
+	}, guard...)...).Start()
 	if err != nil {
 		return changes, err
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/kube"
+	"github.com/meshaddon/meshaddon/internal/manager"
 	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
 )
 
@@ -453,6 +454,13 @@ func TestAddon(t *testing.T) {
 			{[]string{"patch", "pods", "-n", "shop"}, "no"},
 			{[]string{"get", "secrets", "-n", "shop"}, "no"},
 			{[]string{"update", "nodes"}, "no"},
+			// The placement guard: one label on nodes (a merge patch), and
+			// a read of its one webhook configuration.
+			{[]string{"patch", "nodes"}, "yes"},
+			{[]string{"delete", "nodes"}, "no"},
+			{[]string{"get", "mutatingwebhookconfigurations.admissionregistration.k8s.io/" + manager.GuardConfiguration}, "yes"},
+			{[]string{"get", "mutatingwebhookconfigurations.admissionregistration.k8s.io/istio-sidecar-injector-asm-1-27-aks-istio-system"}, "no"},
+			{[]string{"patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/" + manager.GuardConfiguration}, "no"},
 			{[]string{"update", "meshprofiles.meshaddon.dev"}, "no"},
 			// The metrics server checks scrapers with the API server.
 			{[]string{"create", "tokenreviews.authentication.k8s.io"}, "yes"},

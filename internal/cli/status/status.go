@@ -130,6 +130,9 @@ func (o *Options) Validate(ctx context.Context) error {
 // Run lists and prints.
 func (o *Options) Run(ctx context.Context) error {
 	list := inventory.ListOptions{Namespace: o.namespace, Selector: o.Selector, PageSize: o.ChunkSize}
+	if o.Output == "" || o.Output == "wide" {
+		o.printGuard(ctx)
+	}
 	if o.Workloads {
 		return o.runWorkloads(ctx, list)
 	}
