@@ -320,8 +320,8 @@ func istioVersion(d *appsv1.Deployment, revision string) (v *version.Version, fr
 		}
 		why = append(why, fmt.Sprintf("label %s=%s is not an Istio release", l, val))
 	}
-	if r, err := meshversion.ParseRevision(revision); err == nil {
-		return version.MajorMinor(uint(r.Major), uint(r.Minor)), "revision name " + revision, ""
+	if v, ok := meshversion.RevisionIstio(revision); ok {
+		return v, "revision name " + revision, ""
 	}
 	if len(why) == 0 {
 		why = append(why, "no image tag or version label to read it from")
