@@ -160,7 +160,7 @@ func RevisionIstio(revision string) (*version.Version, bool) {
 	if err != nil {
 		return nil, false
 	}
-	return version.MajorMinor(uint(r.Major), uint(r.Minor)), true
+	return r.Istio(), true
 }
 
 // EnvReading is how an istiod reads its ENABLE_NATIVE_SIDECARS.
@@ -227,4 +227,9 @@ func (r EnvReading) describe() string {
 		return "auto (by the kubelets)"
 	}
 	return string(r.Injection)
+}
+
+// Istio is the Istio version (1.NN) an add-on revision asm-1-NN runs.
+func (r Revision) Istio() *version.Version {
+	return version.MajorMinor(uint(r.Major), uint(r.Minor))
 }

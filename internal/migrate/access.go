@@ -44,6 +44,9 @@ func RequiredAccess(scope Scope) []Access {
 		{Verb: "list", Resource: "pods", Namespace: ns},
 		// The Jobs of CronJobs, for the plan's report.
 		{Verb: "list", Group: "batch", Resource: "jobs", Namespace: ns},
+		// The revision tags (meshdiscovery), which name the revision a
+		// namespace labelled with a tag is injected by.
+		{Verb: "list", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations"},
 	}
 	// Each workload is read, restarted and watched until it has rolled out.
 	for _, resource := range []string{"deployments", "statefulsets", "daemonsets"} {

@@ -101,7 +101,7 @@ classic and back) are restarted again by the next one.`,
 	f.BoolVar(&o.DryRun, "dry-run", false, "Print the plan and change nothing")
 	f.BoolVar(&o.SkipPrecheck, "skip-precheck", false, "Start even when precheck fails (not recommended)")
 	f.StringVarP(&o.Output, "output", "o", "", "Output format of the plan (--dry-run) or final table: json")
-	f.StringVar(&o.MeshNamespace, "mesh-namespace", "aks-istio-system", "Namespace of the istiod Deployments")
+	f.StringVar(&o.MeshNamespace, "mesh-namespace", "", "Namespace of the istiod Deployments; empty discovers them (app=istiod) in every namespace, the managed add-on's and upstream Istio's layouts alike")
 	return cmd
 }
 
