@@ -2,6 +2,7 @@ package meshversion
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -232,4 +233,39 @@ func (r EnvReading) describe() string {
 // Istio is the Istio version (1.NN) an add-on revision asm-1-NN runs.
 func (r Revision) Istio() *version.Version {
 	return version.MajorMinor(uint(r.Major), uint(r.Minor))
+}
+
+// UpstreamPolicy is upstream Istio's own rule set, for the manager's
+// upstream layout: no platform feature flag; native injection needs Istio
+// 1.20+ (MinRevision, the same floor as the add-on's); Auto is native from
+// Istio 1.27 on every cluster whose kubelets are all 1.33+, as Istio
+// itself does with ENABLE_NATIVE_SIDECARS unset (IstioRules), so an
+// explicit decision never surprises a cluster that relied on the default.
+var UpstreamPolicy = Policy{
+	Name:                    "upstream",
+	Description:             "upstream Istio's own rules: Istio 1.20+, native by default from Istio 1.27 when every kubelet is 1.33+ (istio/istio#48794)",
+	MinKubernetes:           IstioAutoMinKubelet,
+	MinRevision:             Revision{1, 20},
+	AutoNewClusterFrom:      Revision{1, 27},
+	AutoExistingClusterFrom: &Revision{1, 27},
+}
+
+// asmName matches the add-on's revision names in the gates' messages.
+var asmName = regexp.MustCompile(`\basm-(\d+)-(\d+)\b`)
+
+// DecideIstio decides for an upstream revision, named freely, by the Istio
+// version its istiod runs (nil: unknown, so classic, with the reason). The
+// gates speak the add-on's asm-1-NN naming; here they speak Istio versions.
+func DecideIstio(p Policy, f Facts, name string, istio *version.Version) Decision {
+	if istio == nil || istio.Major() != 1 {
+		return Decision{Revision: name, Injection: Classic, Reason: "IstioVersionUnknown",
+			Message: "the Istio version of revision " + name + " is unknown: meshaddon keeps it classic (run a released pilot image, 1.NN.P)"}
+	}
+	d := decide(p, f, name, Revision{Major: 1, Minor: int(istio.Minor())})
+	speak := func(s string) string { return asmName.ReplaceAllString(s, "Istio $1.$2") }
+	d.Message, d.Degraded = speak(d.Message), speak(d.Degraded)
+	for i := range d.Gates {
+		d.Gates[i].Message = speak(d.Gates[i].Message)
+	}
+	return d
 }

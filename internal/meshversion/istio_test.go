@@ -132,3 +132,35 @@ func TestRevisionIstio(t *testing.T) {
 		t.Error("an upstream revision name read as a version")
 	}
 }
+
+func TestDecideIstio(t *testing.T) {
+	newNodes := []Node{{Name: "n1", Pool: "system", KubeletVersion: "v1.34.4", Ready: true}}
+	mixed := append([]Node{{Name: "old-0", Pool: "old", KubeletVersion: "v1.32.9", Ready: true}}, newNodes...)
+	f := func(mode Mode, nodes []Node) Facts {
+		return Facts{Mode: mode, APIServerVersion: "v1.34.4", Nodes: nodes}
+	}
+	for _, c := range []struct {
+		name   string
+		istio  string
+		facts  Facts
+		want   Injection
+		reason string
+		msg    string
+	}{
+		{"1.27 auto, new nodes: native as Istio would", "1.27.1", f(ModeAuto, newNodes), Native, "Native", "native by default from Istio 1.27"},
+		{"1.27 auto, an old node: classic as Istio would", "1.27.1", f(ModeAuto, mixed), Classic, "NodesTooOld", "pool old has 1 node(s) on kubelet v1.32.9 (old-0)"},
+		{"1.26 auto: classic, Istio's unset", "1.26.3", f(ModeAuto, newNodes), Classic, "NotDefaultOn", "Istio 1.26 is not on by default"},
+		{"1.26 enabled: native", "1.26.3", f(ModeEnabled, newNodes), Native, "ModeEnabled", "Istio 1.26 is Istio 1.20 or newer"},
+		{"1.19 enabled: too old", "1.19.0", f(ModeEnabled, newNodes), Classic, "RevisionTooOld", "Istio 1.19 is older than Istio 1.20"},
+		{"unknown version", "", f(ModeEnabled, newNodes), Classic, "IstioVersionUnknown", "the Istio version of revision r is unknown"},
+	} {
+		var v *version.Version
+		if c.istio != "" {
+			v = version.MustParseGeneric(c.istio)
+		}
+		d := DecideIstio(UpstreamPolicy, c.facts, "r", v)
+		if d.Injection != c.want || d.Reason != c.reason || !strings.Contains(d.Message, c.msg) || strings.Contains(d.Message, "asm-") {
+			t.Errorf("%s: %s %s %q", c.name, d.Injection, d.Reason, d.Message)
+		}
+	}
+}
