@@ -33,6 +33,7 @@ var Checks = []Check{
 	{Group: "Mesh", Name: "injection webhooks", Run: checkWebhooks, Transient: []string{factWebhooks}},
 	{Group: "Mesh", Name: "istio-injection label", Run: checkInjectionLabel},
 	{Group: "Injection", Name: "ENABLE_NATIVE_SIDECARS", Run: checkInjection},
+	{Group: "Injection", Name: "manager's verdict (observe mode)", Run: checkManagerVerdict},
 	{Group: "Admission", Name: "native sidecar admitted in each mesh namespace", Run: checkAdmission},
 	{Group: "Resources", Name: "requests, limits and quotas of native pods", Run: checkResources},
 	{Group: "Workloads", Name: "pods by mode", Run: checkPodModes},

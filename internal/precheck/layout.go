@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/meshdiscovery"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
@@ -106,4 +109,29 @@ func checkUpstreamRevision(ctx context.Context, e *Env, pol meshversion.Policy, 
 func unsetMeaning(ctx context.Context, e *Env, revision string, nodes []meshversion.Node) meshversion.UnsetVerdict {
 	r, _ := e.istioVersionOf(ctx, revision)
 	return meshversion.ResolveUnsetFor(r.Version, nodes, "")
+}
+
+// checkManagerVerdict reads the verdict of a manager running in observe
+// mode (--observe): it decides but never writes istiod, and its Reconciled
+// condition says what it would write.
+func checkManagerVerdict(ctx context.Context, e *Env) ([]Result, error) {
+	p, err := e.Profile(ctx)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReconciled)
+	switch {
+	case c == nil:
+		return nil, nil
+	case c.Reason == v1alpha1.ReasonObserveOnly:
+		res := Result{Status: Warn, Message: "the add-on manager (observe mode) disagrees with istiod: " + c.Message,
+			Hint: "set the value it names where istiod is owned (Helm values, the GitOps repository), or run the manager without --observe"}
+		for _, r := range p.Status.Revisions {
+			res.Details = append(res.Details, fmt.Sprintf("%s: decided %s (%s: %s)", r.Name, r.Mode, r.Reason, r.Message))
+		}
+		return []Result{res}, nil
+	case c.Reason == v1alpha1.ReasonObserved:
+		return one(OK, "the add-on manager (observe mode): "+c.Message, ""), nil
+	}
+	return nil, nil
 }
