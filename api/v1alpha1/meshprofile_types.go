@@ -86,6 +86,15 @@ const (
 	ConditionDegraded              = "Degraded"
 )
 
+// Reasons of the Reconciled condition of a manager in observe mode (it
+// never writes istiod): ObserveOnly while an istiod differs from the
+// decision, its message saying what the manager would write; Observed when
+// every istiod already matches. precheck reads them as the manager's verdict.
+const (
+	ReasonObserveOnly = "ObserveOnly"
+	ReasonObserved    = "Observed"
+)
+
 // NodePoolStatus is one node pool as its nodes show it.
 type NodePoolStatus struct {
 	Name string `json:"name"`

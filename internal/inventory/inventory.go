@@ -111,10 +111,12 @@ func revisionOf(p metav1.Object) string {
 	return st.revisionOr(p.GetLabels()[RevisionLabel])
 }
 
-// revisionOr is the recorded revision, or label when it records none (or
-// "default", which names no revision).
+// revisionOr is the recorded revision, or label when it records none. An
+// istiod installed without a revision records "default", which is upstream
+// Istio's default revision (issue 15): it stands unless the pod's own label
+// names one.
 func (st injectorStatus) revisionOr(label string) string {
-	if st.Revision != "" && st.Revision != "default" {
+	if st.Revision != "" && (st.Revision != "default" || label == "") {
 		return st.Revision
 	}
 	return label

@@ -35,14 +35,20 @@ import (
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/kube"
+	"github.com/meshaddon/meshaddon/internal/meshdiscovery"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
 
 // Options configure the manager.
 type Options struct {
 	Policy meshversion.Policy
-	// MeshNamespace holds the istiod Deployments (aks-istio-system).
+	// MeshNamespace holds the istiod Deployments (aks-istio-system); empty
+	// watches them in every namespace (the upstream layout's default).
 	MeshNamespace string
+	// Layout is aks (the add-on's revisions) or upstream (every istiod found).
+	Layout meshdiscovery.Layout
+	// Observe decides and reports but never writes an istiod.
+	Observe bool
 	// FeatureDelay is how long a feature takes to register or unregister.
 	FeatureDelay time.Duration
 	// MetricsAddr and ProbeAddr are listen addresses; "0" turns one off.
@@ -110,7 +116,7 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
 				&corev1.Node{}:       {Transform: slimNode},
-				&appsv1.Deployment{}: {Namespaces: map[string]cache.Config{o.MeshNamespace: {}}, Label: istiodSelector},
+				&appsv1.Deployment{}: istiodCache(o.MeshNamespace, istiodSelector),
 			},
 		},
 	}
@@ -161,6 +167,8 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		Recorder:      mgr.GetEventRecorderFor("meshaddon-manager"),
 		Policy:        o.Policy,
 		MeshNamespace: o.MeshNamespace,
+		Layout:        o.Layout,
+		Observe:       o.Observe,
 	}).SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
@@ -197,4 +205,14 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// istiodCache caches istiod Deployments in namespace, or in every namespace
+// when it is empty.
+func istiodCache(namespace string, selector labels.Selector) cache.ByObject {
+	c := cache.ByObject{Label: selector}
+	if namespace != "" {
+		c.Namespaces = map[string]cache.Config{namespace: {}}
+	}
+	return c
 }

@@ -21,6 +21,10 @@ var (
 		Name: "meshaddon_istiod_env_writes_total",
 		Help: "Writes of ENABLE_NATIVE_SIDECARS to istiod Deployments, by cause (decision, drift).",
 	}, []string{"cause"})
+	envWouldWrite = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "meshaddon_istiod_env_would_write",
+		Help: "Observe mode: 1 when the revision's istiod differs from the decision (the manager would write it), 0 when it matches.",
+	}, []string{"revision"})
 	podsByMode = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "meshaddon_pods",
 		Help: "Pods by injecting revision and mode (native, classic; none with revision \"\"), from the census.",
@@ -32,7 +36,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcilesTotal, revisionNative, envWritesTotal, podsByMode, guardPodsTotal)
+	metrics.Registry.MustRegister(reconcilesTotal, revisionNative, envWritesTotal, envWouldWrite, podsByMode, guardPodsTotal)
 }
 
 func boolGauge(b bool) float64 {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/istiod"
+	"github.com/meshaddon/meshaddon/internal/meshdiscovery"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
 
@@ -49,6 +50,12 @@ type ProfileReconciler struct {
 	// GuardChanged fires when it changes.
 	Guard        *GuardHealth
 	GuardChanged <-chan event.GenericEvent
+	// Layout is the add-on's (spec.revisions, istiod-<revision>) or
+	// upstream Istio's (every istiod found, judged by its Istio version).
+	Layout meshdiscovery.Layout
+	// Observe decides and reports but never writes an istiod: for istiods
+	// owned by Helm or a GitOps controller that would revert the write.
+	Observe bool
 }
 
 // +kubebuilder:rbac:groups=meshaddon.dev,resources=meshprofiles,verbs=get;list;watch
@@ -93,13 +100,20 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		return ctrl.Result{}, err
 	}
 	revisions := append([]string(nil), profile.Spec.Revisions...)
+	decide := func(rev string) meshversion.Decision { return meshversion.Decide(r.Policy, facts, rev) }
+	if r.Layout == meshdiscovery.LayoutUpstream {
+		if revisions, deps, decide, err = r.upstreamRevisions(ctx, facts); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	sort.Strings(revisions)
 	var decisions []meshversion.Decision
 	var revStatus []v1alpha1.RevisionStatus
 	var problems []string
+	var pending []string
 	var writeErr error
 	for _, rev := range revisions {
-		d := meshversion.Decide(r.Policy, facts, rev)
+		d := decide(rev)
 		decisions = append(decisions, d)
 		rs := v1alpha1.RevisionStatus{Name: rev, Mode: string(d.Injection), Reason: d.Reason, Message: d.Message}
 		prev := findRevision(profile.Status.Revisions, rev)
@@ -112,6 +126,18 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		}
 		rs.Deployment = dep.Name
 		rs.EnableNativeSidecars = d.Injection.EnvValue()
+		if r.Observe {
+			has := istiod.NativeSidecars(dep)
+			rs.IstiodEnableNativeSidecars = has.String()
+			if !(has.Known() && has.Present && has.Value == rs.EnableNativeSidecars) {
+				pending = append(pending, fmt.Sprintf("would set %s=%s on %s/%s (it has %s): %s", istiod.NativeSidecarsEnv, rs.EnableNativeSidecars, dep.Namespace, dep.Name, has, d.Message))
+				r.wouldWrite(&profile, prev, dep, d, has.String())
+			}
+			envWouldWrite.WithLabelValues(rev).Set(boolGauge(rs.IstiodEnableNativeSidecars != rs.EnableNativeSidecars))
+			r.warnAboutNodes(&profile, prev, d)
+			revStatus = append(revStatus, rs)
+			continue
+		}
 		has, err := r.ensureEnv(ctx, &profile, dep, d, prev)
 		if err != nil {
 			if apierrors.IsConflict(err) {
@@ -128,6 +154,9 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	}
 	status.Revisions = revStatus
 	r.setConditions(&profile, status, facts, decisions, problems)
+	if r.Observe {
+		r.setObserved(&profile, status, problems, pending)
+	}
 	status.ObservedGeneration = profile.Generation
 	if token := profile.Annotations[v1alpha1.ReconcileRequestAnnotation]; token != "" {
 		status.LastHandledReconcileAt = token

@@ -182,12 +182,16 @@ type Decision struct {
 // Decide evaluates the gates for one revision. A revision that is not
 // asm-1-NN is classic, with the reason.
 func Decide(p Policy, f Facts, revision string) Decision {
-	d := Decision{Revision: revision, Injection: Classic}
 	r, err := ParseRevision(revision)
 	if err != nil {
-		d.Reason, d.Message = "InvalidRevision", err.Error()
-		return d
+		return Decision{Revision: revision, Injection: Classic, Reason: "InvalidRevision", Message: err.Error()}
 	}
+	return decide(p, f, revision, r)
+}
+
+// decide evaluates the gates for the revision named revision, at version r.
+func decide(p Policy, f Facts, revision string, r Revision) Decision {
+	d := Decision{Revision: revision, Injection: Classic}
 	mode := f.Mode
 	if mode == "" {
 		mode = ModeAuto

@@ -34,6 +34,12 @@ func (a Access) Attributes() *authv1.ResourceAttributes {
 // migrate without its entry here, or an entry nothing uses, fails that test.
 func RequiredAccess(scope Scope) []Access {
 	ns := scope.Namespace
+	// The surge budget from the nodes' free allocatable needs every pod
+	// bound to them: listing them everywhere covers listing them in ns.
+	podsNS := ns
+	if scope.MaxSurgePods <= 0 {
+		podsNS = ""
+	}
 	access := []Access{
 		// The namespaces in the mesh.
 		{Verb: "list", Resource: "namespaces"},
@@ -41,20 +47,18 @@ func RequiredAccess(scope Scope) []Access {
 		// unset decides.
 		{Verb: "list", Resource: "nodes"},
 		// The plan; each workload's pods before and after its restart.
-		{Verb: "list", Resource: "pods", Namespace: ns},
+		{Verb: "list", Resource: "pods", Namespace: podsNS},
 		// The Jobs of CronJobs, for the plan's report.
 		{Verb: "list", Group: "batch", Resource: "jobs", Namespace: ns},
+		// The revision tags (meshdiscovery), which name the revision a
+		// namespace labelled with a tag is injected by.
+		{Verb: "list", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations"},
 		// The PDBs and quotas that gate each restart.
 		{Verb: "list", Group: "policy", Resource: "poddisruptionbudgets", Namespace: ns},
 		{Verb: "list", Resource: "resourcequotas", Namespace: ns},
 		// FailedCreate events, by which a stalled rollout fails at once.
 		{Verb: "list", Resource: "events", Namespace: ns},
 		{Verb: "watch", Resource: "events", Namespace: ns},
-	}
-	// The surge budget from the nodes' free allocatable needs every pod
-	// bound to them: listing them everywhere covers listing them in ns.
-	if scope.MaxSurgePods <= 0 && ns != "" {
-		access[2].Namespace = ""
 	}
 	// Each workload is read, restarted and watched until it has rolled out.
 	for _, resource := range []string{"deployments", "statefulsets", "daemonsets"} {

@@ -17,7 +17,7 @@ import (
 
 	"github.com/meshaddon/meshaddon/internal/capacity"
 	"github.com/meshaddon/meshaddon/internal/inventory"
-	"github.com/meshaddon/meshaddon/internal/istiod"
+	"github.com/meshaddon/meshaddon/internal/meshdiscovery"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
 
@@ -131,11 +131,15 @@ func Untouched(namespace, meshNamespace string) bool {
 // BuildPlan finds the workloads with classic pods whose revision's istiod
 // now injects native, in namespaces that are in the mesh.
 func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Plan, error) {
-	native, err := NativeRevisions(ctx, kube, scope.MeshNamespace)
+	mesh, err := meshdiscovery.Discover(ctx, kube, scope.MeshNamespace)
 	if err != nil {
 		return nil, err
 	}
-	meshNS, err := meshNamespaces(ctx, kube)
+	native, err := nativeRevisions(ctx, kube, mesh)
+	if err != nil {
+		return nil, err
+	}
+	meshNS, err := meshNamespaces(ctx, kube, mesh)
 	if err != nil {
 		return nil, err
 	}
@@ -222,45 +226,70 @@ func advice(w inventory.Workload) string {
 	return fmt.Sprintf("%s is not restarted by migrate: recreate its pods yourself", w.Kind)
 }
 
-// NativeRevisions tells, for each installed revision, whether its istiod
-// injects native sidecars now (an unset value resolves as Istio does).
+// NativeRevisions tells, for each installed revision (discovered in
+// meshNamespace, or everywhere when it is empty), whether its istiod injects
+// native sidecars now.
 func NativeRevisions(ctx context.Context, kube kubernetes.Interface, meshNamespace string) (map[string]bool, error) {
-	deps, err := kube.AppsV1().Deployments(meshNamespace).List(ctx, metav1.ListOptions{LabelSelector: istiod.Label})
+	mesh, err := meshdiscovery.Discover(ctx, kube, meshNamespace)
 	if err != nil {
-		return nil, fmt.Errorf("list istiod Deployments in %s: %w", meshNamespace, err)
+		return nil, err
 	}
+	return nativeRevisions(ctx, kube, mesh)
+}
+
+// nativeRevisions reads each revision's ENABLE_NATIVE_SIDECARS as its Istio
+// version does; unset (or auto) resolves as that version does, by the
+// nodes' kubelets from 1.27 (meshversion.ReadEnv, ResolveUnsetFor).
+func nativeRevisions(ctx context.Context, kube kubernetes.Interface, mesh *meshdiscovery.Mesh) (map[string]bool, error) {
 	out := map[string]bool{}
 	var nodes []meshversion.Node
 	nodesRead := false
-	for _, d := range deps.Items {
-		rev := d.Labels[inventory.RevisionLabel]
-		inj, set, err := istiod.NativeSidecars(&d).Injection()
+	for _, r := range mesh.Revisions {
+		inj, set, err := r.Setting.Injection()
 		if err != nil {
-			return nil, fmt.Errorf("istiod %s: %w", d.Name, err)
+			return nil, fmt.Errorf("istiod %s/%s: %w", r.Namespace, r.Deployment, err)
 		}
-		if !set {
+		auto := !set
+		if set {
+			rd := meshversion.ReadEnv(r.Version, r.Setting.Value, r.Setting.Present)
+			switch {
+			case rd.Auto:
+				auto = true
+			case rd.Injection != "":
+				inj = rd.Injection
+			}
+		}
+		if auto {
 			if !nodesRead {
 				if nodes, err = inventory.Nodes(ctx, kube); err != nil {
 					return nil, err
 				}
 				nodesRead = true
 			}
-			inj = meshversion.ResolveUnset(nodes)
+			inj = meshversion.ResolveUnsetFor(r.Version, nodes, "").Injection
 		}
-		out[rev] = inj == meshversion.Native
+		out[r.Name] = inj == meshversion.Native
 	}
 	return out, nil
 }
 
-// meshNamespaces are the namespaces labelled for a revision.
-func meshNamespaces(ctx context.Context, kube kubernetes.Interface) (map[string]bool, error) {
-	list, err := kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{LabelSelector: inventory.RevisionLabel})
+// meshNamespaces are the namespaces whose labels select an injecting
+// revision as Istio's webhooks do (istio.io/rev, or istio-injection=enabled
+// on upstream Istio), the mesh's own namespaces left out.
+func meshNamespaces(ctx context.Context, kube kubernetes.Interface, mesh *meshdiscovery.Mesh) (map[string]bool, error) {
+	list, err := kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list namespaces: %w", err)
 	}
+	own := map[string]bool{}
+	for _, ns := range mesh.Namespaces() {
+		own[ns] = true
+	}
 	out := map[string]bool{}
 	for _, ns := range list.Items {
-		out[ns.Name] = true
+		if !own[ns.Name] && mesh.ResolveNamespace(ns.Labels).Injected {
+			out[ns.Name] = true
+		}
 	}
 	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/istiod"
+	"github.com/meshaddon/meshaddon/internal/meshdiscovery"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 	"github.com/meshaddon/meshaddon/internal/migrate"
 )
@@ -25,6 +26,7 @@ var Checks = []Check{
 	{Group: "Control plane", Name: "API server version", Run: checkAPIServer},
 	{Group: "Node pools", Name: "pools", Run: checkPools},
 	{Group: "Node pools", Name: "node versions", Run: checkNodeVersions},
+	{Group: "Mesh", Name: "layout", Run: checkLayout},
 	{Group: "Node pools", Name: "placement guard", Run: checkGuard},
 	{Group: "Mesh", Name: "revisions", Run: checkRevisions},
 	{Group: "Mesh", Name: "revision compatibility", Run: checkRevisionCompatibility},
@@ -32,6 +34,7 @@ var Checks = []Check{
 	{Group: "Mesh", Name: "injection webhooks", Run: checkWebhooks, Transient: []string{factWebhooks}},
 	{Group: "Mesh", Name: "istio-injection label", Run: checkInjectionLabel},
 	{Group: "Injection", Name: "ENABLE_NATIVE_SIDECARS", Run: checkInjection},
+	{Group: "Injection", Name: "manager's verdict (observe mode)", Run: checkManagerVerdict},
 	{Group: "Admission", Name: "native sidecar admitted in each mesh namespace", Run: checkAdmission},
 	{Group: "Resources", Name: "requests, limits and quotas of native pods", Run: checkResources},
 	{Group: "Lifecycle", Name: "vertical pod autoscalers", Run: checkVPAs},
@@ -63,6 +66,9 @@ func checkFeature(ctx context.Context, e *Env) ([]Result, error) {
 	pol := e.ActivePolicy(ctx)
 	if pol.FeatureFlag == "" {
 		return one(Skip, fmt.Sprintf("policy %s needs no feature flag", pol.Name), ""), nil
+	}
+	if up, err := e.Upstream(ctx); err == nil && up {
+		return one(Skip, "upstream Istio: no platform feature flag ("+pol.FeatureFlag+" is the managed add-on's)", ""), nil
 	}
 	if e.ARM != nil {
 		f, err := e.ARM.GetFeature(ctx, pol.FeatureFlag)
@@ -201,6 +207,11 @@ func checkRevisions(ctx context.Context, e *Env) ([]Result, error) {
 	var out []Result
 	for _, rev := range revs {
 		r, err := meshversion.ParseRevision(rev)
+		if up, _ := e.Upstream(ctx); err != nil && up {
+			// Upstream revision names are free-form: judge the Istio version.
+			out = append(out, checkUpstreamRevision(ctx, e, pol, rev))
+			continue
+		}
 		if err != nil {
 			out = append(out, Result{Status: Fail, Message: err.Error()})
 			continue
@@ -253,9 +264,9 @@ func checkIstiodAvailable(ctx context.Context, e *Env) ([]Result, error) {
 		d := ds[rev]
 		switch {
 		case d == nil:
-			out = append(out, Result{Status: Fail, Message: fmt.Sprintf("istiod for %s is not installed in %s", rev, e.MeshNamespace), Hint: "re-enable the revision: meshaddon mesh enable --revision " + rev})
+			out = append(out, Result{Status: Fail, Message: fmt.Sprintf("istiod for %s is not installed in %s", rev, meshWhere(e)), Hint: "re-enable the revision: meshaddon mesh enable --revision " + rev})
 		case d.Status.AvailableReplicas == 0:
-			out = append(out, Result{Status: Fail, Message: fmt.Sprintf("%s has no available replica", d.Name), Hint: "kubectl -n " + e.MeshNamespace + " describe deployment " + d.Name})
+			out = append(out, Result{Status: Fail, Message: fmt.Sprintf("%s has no available replica", d.Name), Hint: "kubectl -n " + d.Namespace + " describe deployment " + d.Name})
 		default:
 			out = append(out, Result{Status: OK, Message: fmt.Sprintf("%s is available (%d/%d)", d.Name, d.Status.AvailableReplicas, d.Status.Replicas)})
 		}
@@ -306,7 +317,8 @@ func checkWebhooks(ctx context.Context, e *Env) ([]Result, error) {
 	for _, rev := range revs {
 		var found *admissionv1.MutatingWebhookConfiguration
 		for i := range whs {
-			if whs[i].Labels[inventory.RevisionLabel] == rev && len(podWebhooks(whs[i])) > 0 {
+			// The revision's own injector, not a revision tag's (which carries its revision's label too).
+			if whs[i].Labels[inventory.RevisionLabel] == rev && whs[i].Labels[meshdiscovery.TagLabel] == "" && len(podWebhooks(whs[i])) > 0 {
 				found = &whs[i]
 			}
 		}
@@ -343,6 +355,16 @@ func checkInjectionLabel(ctx context.Context, e *Env) ([]Result, error) {
 	if len(labelled) == 0 {
 		return one(OK, "no namespace uses the istio-injection=enabled label", ""), nil
 	}
+	if up, err := e.Upstream(ctx); err == nil && up {
+		// Upstream Istio honours the label: it selects the default revision.
+		m, _ := e.Mesh(ctx)
+		t := m.ResolveNamespace(map[string]string{"istio-injection": "enabled"})
+		if t.Revision == "" {
+			return one(Fail, fmt.Sprintf("%d namespace(s) labelled istio-injection=enabled, but no default revision or default tag serves them: %s", len(labelled), listSome(labelled)),
+				"install a default revision, or point the default tag at one: istioctl tag set default --revision <revision>"), nil
+		}
+		return one(OK, fmt.Sprintf("%d namespace(s) labelled istio-injection=enabled, injected by %s: %s", len(labelled), t, listSome(labelled)), ""), nil
+	}
 	return one(Warn, fmt.Sprintf("%d namespace(s) labelled istio-injection=enabled, which the add-on ignores: %s", len(labelled), listSome(labelled)),
 		"label them istio.io/rev=<revision> instead, and remove istio-injection"), nil
 }
@@ -369,14 +391,21 @@ func checkInjection(ctx context.Context, e *Env) ([]Result, error) {
 		setting := istiod.NativeSidecars(d)
 		value := setting.String()
 		inj, set, err := setting.Injection()
+		if err == nil && set {
+			// The value is read as this istiod's Istio version reads it.
+			r, _ := e.istioVersionOf(ctx, rev)
+			if rd := meshversion.ReadEnv(r.Version, setting.Value, setting.Present); rd.Note != "" {
+				out = append(out, Result{Status: Warn, Message: fmt.Sprintf("%s: ENABLE_NATIVE_SIDECARS=%q: %s", d.Name, setting.Value, rd.Note), Hint: "set it to exactly true or false"})
+				if rd.Injection != "" {
+					inj = rd.Injection
+				}
+			}
+		}
 		switch {
 		case err != nil:
 			out = append(out, Result{Status: Fail, Message: fmt.Sprintf("%s: %v", d.Name, err), Hint: "set it to true or false, or let the add-on manager set it (meshaddon reconcile)"})
 		case !set:
-			resolved := meshversion.ResolveUnset(nodes)
-			out = append(out, Result{Status: Warn,
-				Message: fmt.Sprintf("%s: ENABLE_NATIVE_SIDECARS is unset, so Istio decides: native only if every node's kubelet is %s+; on this cluster it resolves to %s", d.Name, meshversion.MinorString(meshversion.IstioAutoMinKubelet), resolved),
-				Hint:    "the add-on manager sets it explicitly; run: meshaddon reconcile"})
+			out = append(out, unsetResult(ctx, e, d.Name, rev, nodes))
 		case inj == meshversion.Native:
 			out = append(out, Result{Status: OK, Message: fmt.Sprintf("%s: ENABLE_NATIVE_SIDECARS=%s: istiod injects native sidecars", d.Name, value)})
 		default:
@@ -385,6 +414,36 @@ func checkInjection(ctx context.Context, e *Env) ([]Result, error) {
 		}
 	}
 	return out, nil
+}
+
+// meshWhere names where istiods were looked for.
+func meshWhere(e *Env) string {
+	if e.MeshNamespace == "" {
+		return "any namespace"
+	}
+	return e.MeshNamespace
+}
+
+// unsetResult says what ENABLE_NATIVE_SIDECARS unset means for one istiod
+// on this cluster: by its Istio version (classic before 1.27, by the
+// kubelets from 1.27) and, in that case, which nodes make it classic.
+func unsetResult(ctx context.Context, e *Env, name, rev string, nodes []meshversion.Node) Result {
+	v := unsetMeaning(ctx, e, rev, nodes)
+	hint := "the add-on manager sets it explicitly; run: meshaddon reconcile"
+	if up, _ := e.Upstream(ctx); up {
+		hint = "set it explicitly on the istiod (Helm: pilot.env.ENABLE_NATIVE_SIDECARS; istioctl: --set values.pilot.env.ENABLE_NATIVE_SIDECARS), or run the manager with --layout upstream"
+	}
+	res := Result{Status: Warn, Hint: hint}
+	if v.Auto {
+		res.Message = fmt.Sprintf("%s: ENABLE_NATIVE_SIDECARS is unset, so Istio decides: native only if every node's kubelet is %s+; on this cluster it resolves to %s (%s)",
+			name, meshversion.MinorString(meshversion.IstioAutoMinKubelet), v.Injection, v.Message)
+	} else {
+		res.Message = fmt.Sprintf("%s: ENABLE_NATIVE_SIDECARS is unset: %s", name, v.Message)
+	}
+	for _, n := range v.OldNodes {
+		res.Details = append(res.Details, fmt.Sprintf("node %s (pool %s): kubelet %s", n.Name, orUnknown(n.Pool), orUnknown(n.KubeletVersion)))
+	}
+	return res
 }
 
 func checkPodModes(ctx context.Context, e *Env) ([]Result, error) {

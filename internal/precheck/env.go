@@ -20,6 +20,7 @@ import (
 	"github.com/meshaddon/meshaddon/internal/azure"
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/istiod"
+	"github.com/meshaddon/meshaddon/internal/meshdiscovery"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
 
@@ -216,7 +217,7 @@ func (e *Env) Istiods(ctx context.Context) (map[string]*appsv1.Deployment, error
 		out := map[string]*appsv1.Deployment{}
 		for i := range list.Items {
 			d := &list.Items[i]
-			out[d.Labels[inventory.RevisionLabel]] = d
+			out[meshdiscovery.RevisionOf(d.Labels)] = d
 		}
 		return out, nil
 	})

@@ -42,6 +42,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
+	"github.com/meshaddon/meshaddon/internal/meshdiscovery"
 	"github.com/meshaddon/meshaddon/internal/migrate"
 )
 
@@ -143,23 +144,43 @@ func (e *Env) RevisionConfigs(ctx context.Context) (map[string]RevisionConfig, e
 		if err != nil {
 			return nil, err
 		}
+		found, err := e.Mesh(ctx)
+		if err != nil {
+			return nil, err
+		}
 		out := map[string]RevisionConfig{}
 		for _, rev := range revs {
+			// The revision's ConfigMaps live beside its istiod, wherever
+			// discovery found it (MeshNamespace may be empty: every one).
+			ns := e.MeshNamespace
+			if r, ok := found.Revision(rev); ok {
+				ns = r.Namespace
+			}
+			if ns == "" { // no istiod found for it: Istio's defaults
+				rc, _ := ParseRevisionConfig("", "")
+				out[rev] = rc
+				continue
+			}
+			// Upstream's default revision has unsuffixed ConfigMaps.
+			suffix := "-" + rev
+			if rev == meshdiscovery.DefaultRevision {
+				suffix = ""
+			}
 			data := func(name, key string) (string, error) {
-				cm, err := e.Kube.CoreV1().ConfigMaps(e.MeshNamespace).Get(ctx, name, metav1.GetOptions{})
+				cm, err := e.Kube.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 				if apierrors.IsNotFound(err) {
 					return "", nil
 				}
 				if err != nil {
-					return "", fmt.Errorf("read ConfigMap %s/%s: %w", e.MeshNamespace, name, err)
+					return "", fmt.Errorf("read ConfigMap %s/%s: %w", ns, name, err)
 				}
 				return cm.Data[key], nil
 			}
-			mesh, err := data("istio-"+rev, "mesh")
+			mesh, err := data("istio"+suffix, "mesh")
 			if err != nil {
 				return nil, err
 			}
-			values, err := data("istio-sidecar-injector-"+rev, "values")
+			values, err := data("istio-sidecar-injector"+suffix, "values")
 			if err != nil {
 				return nil, err
 			}

@@ -18,12 +18,14 @@ import (
 
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 	"github.com/meshaddon/meshaddon/internal/manager"
+	"github.com/meshaddon/meshaddon/internal/meshdiscovery"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 )
 
 // Options are the flags of `meshaddon manager`.
 type Options struct {
 	Policy string
+	Layout string
 	manager.Options
 	zap zap.Options
 }
@@ -43,11 +45,23 @@ the MeshProfile's status and events. It also keeps the MeshProfile's pod census
 precheck reads instead of listing the pods.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			layout, err := meshdiscovery.ParseLayout(o.Layout)
+			if err != nil {
+				return exitcode.Wrap(exitcode.Usage, fmt.Errorf("--layout: %w", err))
+			}
+			o.Options.Layout = layout
 			p, err := meshversion.LookupPolicy(o.Policy)
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
+			if layout == meshdiscovery.LayoutUpstream && !cmd.Flags().Changed("policy") {
+				// Upstream Istio has no platform feature flag: its own rules.
+				p = meshversion.UpstreamPolicy
+			}
 			o.Options.Policy = p
+			if !cmd.Flags().Changed("mesh-namespace") && layout == meshdiscovery.LayoutAKS {
+				o.MeshNamespace = meshdiscovery.AKSNamespace
+			}
 			// The node cache keeps slim nodes, but every list and watch event
 			// decodes a full Node first: collect that garbage sooner so the
 			// manager stays small at thousands of nodes (GOGC overrides).
@@ -63,13 +77,15 @@ precheck reads instead of listing the pods.`,
 			if err != nil {
 				return err
 			}
-			ctrl.Log.WithName("setup").Info("starting the add-on manager", "policy", p.Name, "meshNamespace", o.MeshNamespace, "leaderElection", o.LeaderElection)
+			ctrl.Log.WithName("setup").Info("starting the add-on manager", "policy", p.Name, "layout", layout, "observe", o.Observe, "meshNamespace", o.MeshNamespace, "leaderElection", o.LeaderElection)
 			return mgr.Start(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Policy, "policy", meshversion.DefaultPolicy.Name, "Version policy: "+strings.Join(meshversion.PolicyNames(), " or ")+" (preview: the seed document's 1.29+ with the feature flag; ga: the later 1.33+ rules)")
-	f.StringVar(&o.MeshNamespace, "mesh-namespace", "aks-istio-system", "Namespace of the istiod Deployments")
+	f.StringVar(&o.Layout, "layout", string(meshdiscovery.LayoutAKS), "aks: the managed add-on's asm-1-NN revisions of the MeshProfile, in aks-istio-system; upstream: every istiod found (istioctl or Helm installs), each decided by its Istio version")
+	f.BoolVar(&o.Observe, "observe", false, "Decide and report (status, events, metrics, census) but never write an istiod: for istiods that Helm or a GitOps controller owns")
+	f.StringVar(&o.MeshNamespace, "mesh-namespace", "", "Namespace of the istiod Deployments (default: aks-istio-system with --layout aks, every namespace with --layout upstream)")
 	f.DurationVar(&o.FeatureDelay, "feature-registration-delay", 5*time.Second, "How long a feature takes to register or unregister (a real platform takes minutes)")
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8443", `Prometheus metrics address ("0" turns it off)`)
 	f.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve metrics over HTTPS only to clients whose token may get /metrics (bind them to the meshaddon-metrics-reader ClusterRole); false serves plain HTTP to anyone")

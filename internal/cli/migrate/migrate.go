@@ -125,7 +125,7 @@ continues.`,
 	f.BoolVar(&o.DryRun, "dry-run", false, "Print the plan and change nothing")
 	f.BoolVar(&o.SkipPrecheck, "skip-precheck", false, "Start even when precheck fails (not recommended)")
 	f.StringVarP(&o.Output, "output", "o", "", "Output format of the plan (--dry-run) or final table: json")
-	f.StringVar(&o.MeshNamespace, "mesh-namespace", "aks-istio-system", "Namespace of the istiod Deployments")
+	f.StringVar(&o.MeshNamespace, "mesh-namespace", "", "Namespace of the istiod Deployments; empty discovers them (app=istiod) in every namespace, the managed add-on's and upstream Istio's layouts alike")
 	f.BoolVar(&o.IgnorePDB, "ignore-pdb", false, "Do not wait for PodDisruptionBudgets (not recommended: restarts may take a service below its budget)")
 	f.IntVar(&o.MaxSurgePods, "max-surge-pods", 0, "At most this many extra pods at once across all restarts (default: what the Ready nodes' free allocatable holds)")
 	f.IntVar(&o.Canary, "canary", 0, "Restart this many workloads first, the smallest (replicas × pod request), and soak them before the rest")

@@ -109,7 +109,7 @@ cluster that cannot be reached.`,
 	}
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "Output format: table (default) or json")
 	cmd.Flags().StringVar(&o.Policy, "policy", meshversion.DefaultPolicy.Name, "Version policy when the cluster's MeshProfile does not name one: "+strings.Join(meshversion.PolicyNames(), " or "))
-	cmd.Flags().StringVar(&o.MeshNamespace, "mesh-namespace", "aks-istio-system", "Namespace of the istiod Deployments")
+	cmd.Flags().StringVar(&o.MeshNamespace, "mesh-namespace", "", "Namespace of the istiod Deployments; empty discovers them (app=istiod) in every namespace, the managed add-on's and upstream Istio's layouts alike")
 	cmd.Flags().BoolVar(&o.ListPods, "list-pods", false, "Count pods by listing them instead of reading the add-on manager's census")
 	cmd.Flags().DurationVar(&o.Wait, "wait", time.Minute, "How long to wait on checks that can pass by themselves (istiod available, webhook caBundle, a current census); 0 waits for nothing")
 	o.AKS.Add(cmd)

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 )
 
 func run(t *testing.T, binary string, args ...string) string {
@@ -45,5 +47,19 @@ func TestVersion(t *testing.T) {
 	buf.WriteString(run(t, "meshaddon", "version", "-o", "json"))
 	if !strings.Contains(buf.String(), `"testbedComponents"`) {
 		t.Errorf("version -o json:\n%s", buf.String())
+	}
+}
+
+// A --layout other than aks or upstream is a usage error (exit 2) that says
+// what is wanted, before anything is started (issue 15).
+func TestManagerBadLayout(t *testing.T) {
+	streams, _, _, _ := genericiooptions.NewTestIOStreams()
+	cmd := NewCommand("meshaddon", streams)
+	cmd.SetArgs([]string{"manager", "--layout", "istio", "--kubeconfig", "/nonexistent"})
+	err := cmd.Execute()
+	var buf bytes.Buffer
+	code := exitcode.Report(&buf, err)
+	if code != exitcode.Usage || !strings.Contains(buf.String(), `--layout: unknown layout "istio": want aks`) || strings.Contains(buf.String(), "goroutine") {
+		t.Errorf("exit %d: %s", code, buf.String())
 	}
 }

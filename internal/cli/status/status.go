@@ -130,7 +130,11 @@ func (o *Options) Validate(ctx context.Context) error {
 // Run lists and prints.
 func (o *Options) Run(ctx context.Context) error {
 	list := inventory.ListOptions{Namespace: o.namespace, Selector: o.Selector, PageSize: o.ChunkSize}
-	if o.Output == "" || o.Output == "wide" {
+	if (o.Output == "" || o.Output == "wide") && !o.NoHeaders {
+		// The layout, revisions, tags and versions, and the placement
+		// guard, on stderr: stdout stays the table kubectl's custom-columns
+		// would print.
+		printMesh(ctx, o.ErrOut, o.kube)
 		o.printGuard(ctx)
 	}
 	if o.Workloads {

@@ -1,0 +1,91 @@
+package migrate
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"testing"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/utils/ptr"
+)
+
+// On upstream Istio's layout migrate restarts only the classic workloads
+// whose revision injects native now, by each revision's Istio version, in
+// the namespaces Istio's webhooks select (issue 15): the default revision
+// on Istio 1.26 leaving ENABLE_NATIVE_SIDECARS unset injects classic, 1-27-1
+// on 1.27 with every kubelet 1.33+ injects native.
+func TestPlanUpstreamLayout(t *testing.T) {
+	istiod := func(name, rev, image string) *appsv1.Deployment {
+		l := map[string]string{"app": "istiod"}
+		if rev != "" {
+			l["istio.io/rev"] = rev
+		}
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: name, Labels: l},
+			Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "discovery", Image: image}}}}}}
+	}
+	ns := func(name string, labels ...string) *corev1.Namespace {
+		l := map[string]string{}
+		for i := 0; i+1 < len(labels); i += 2 {
+			l[labels[i]] = labels[i+1]
+		}
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l}}
+	}
+	classic := func(namespace, deploy, revision string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: deploy + "-abc-x", Labels: map[string]string{"app": deploy},
+				Annotations:     map[string]string{"sidecar.istio.io/status": `{"containers":["istio-proxy"],"revision":"` + revision + `"}`},
+				OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: deploy + "-abc", Controller: ptr.To(true)}}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}, {Name: "istio-proxy"}}},
+		}
+	}
+	objs := []runtime.Object{
+		istiod("istiod", "", "docker.io/istio/pilot:1.26.3"),
+		istiod("istiod-1-27-1", "1-27-1", "docker.io/istio/pilot:1.27.1-distroless"),
+		&admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "istio-revision-tag-prod", Labels: map[string]string{"istio.io/tag": "prod", "istio.io/rev": "1-27-1"}}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.34.4"}}},
+		ns("istio-system"),
+		ns("legacy", "istio-injection", "enabled"), classic("legacy", "web", "default"),
+		ns("shop", "istio.io/rev", "prod"), classic("shop", "cart", "1-27-1"),
+		ns("pinned", "istio.io/rev", "1-27-1"), classic("pinned", "api", "1-27-1"),
+		// istio-injection=disabled beats istio.io/rev: not in the mesh.
+		ns("off", "istio-injection", "disabled", "istio.io/rev", "1-27-1"), classic("off", "batch", "1-27-1"),
+		ns("plain"), classic("plain", "other", "1-27-1"),
+	}
+	p, err := BuildPlan(context.Background(), fake.NewClientset(objs...), Scope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, it := range p.Items {
+		got = append(got, it.Namespace+"/"+it.Name)
+	}
+	sort.Strings(got)
+	if strings.Join(got, " ") != "pinned/api-abc shop/cart-abc" && strings.Join(got, " ") != "pinned/api shop/cart" {
+		t.Errorf("plan restarts %v, want the classic workloads of 1-27-1 in shop (tag prod) and pinned only", got)
+	}
+	if strings.Join(p.NativeRevisions, ",") != "1-27-1" {
+		t.Errorf("native revisions %v, want 1-27-1 only (Istio 1.26 reads unset as false)", p.NativeRevisions)
+	}
+
+	// The default revision upgraded to 1.27: its pods (status revision
+	// "default") are restarted too.
+	objs[0] = istiod("istiod", "", "docker.io/istio/pilot:1.27.2")
+	p, err = BuildPlan(context.Background(), fake.NewClientset(objs...), Scope{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = nil
+	for _, it := range p.Items {
+		got = append(got, it.Namespace)
+	}
+	sort.Strings(got)
+	if strings.Join(got, " ") != "legacy pinned shop" || strings.Join(p.NativeRevisions, ",") != "1-27-1,default" {
+		t.Errorf("default revision on 1.27: plan restarts in %v, native revisions %v; want legacy, pinned and shop, 1-27-1 and default", got, p.NativeRevisions)
+	}
+}
