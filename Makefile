@@ -45,6 +45,7 @@ bench:
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.19.0
 generate:
 	$(CONTROLLER_GEN) object paths=./api/... crd:maxDescLen=400 output:crd:dir=./config/crd/bases rbac:roleName=meshaddon-manager paths=./internal/manager/... output:rbac:dir=./config/rbac
+	$(GO) run ./hack/chart
 
 # The release (internal/ship): VERSION defaults to internal/ship.Version, the
 # one config/manager and charts/meshaddon name. Both are reproducible: the
