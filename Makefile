@@ -7,7 +7,7 @@ TEST_TIMEOUT ?= 75m
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: build demo test unit e2e vet fmt clean generate bench image
+.PHONY: build demo test unit e2e vet fmt clean generate bench image dist
 
 build:
 	$(GO) build -o $(BIN) ./cmd/meshaddon
@@ -56,3 +56,7 @@ REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
 # layout, and meshaddon-manager.tar for docker load or crane push).
 image:
 	$(GO) run ./hack/image --revision '$(REVISION)' $(if $(VERSION),--version $(VERSION))
+# make dist: the CLI's archives for linux and darwin on amd64 and arm64, their
+# sha256 checksums and the krew manifest, in bin/dist.
+dist:
+	$(GO) run ./hack/dist $(if $(VERSION),--version $(VERSION))
