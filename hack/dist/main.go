@@ -21,26 +21,27 @@ func main() {
 	flag.StringVar(&o.Version, "version", ship.Version, "the release version, stamped into the binaries")
 	platforms := flag.String("platforms", "", "comma-separated os/arch list (default: linux and darwin on amd64 and arm64)")
 	flag.Parse()
-	if err := run(o, *platforms); err != nil {
+	if *platforms != "" {
+		o.Platforms = nil
+		for _, p := range strings.Split(*platforms, ",") {
+			goos, arch, ok := strings.Cut(strings.TrimSpace(p), "/")
+			if !ok || goos == "" || arch == "" {
+				fmt.Fprintf(os.Stderr, "make dist: --platforms %q: want os/arch[,os/arch...], e.g. linux/amd64\n", p)
+				os.Exit(2)
+			}
+			o.Platforms = append(o.Platforms, ship.Platform{OS: goos, Arch: arch})
+		}
+	}
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "make dist:", err)
 		os.Exit(1)
 	}
 }
 
-func run(o ship.DistOptions, platforms string) error {
+func run(o ship.DistOptions) error {
 	var err error
 	if o.Dir, err = ship.ModuleRoot("."); err != nil {
 		return err
-	}
-	if platforms != "" {
-		o.Platforms = nil
-		for _, p := range strings.Split(platforms, ",") {
-			os, arch, ok := strings.Cut(strings.TrimSpace(p), "/")
-			if !ok || os == "" || arch == "" {
-				return fmt.Errorf("platform %q: want os/arch, e.g. linux/amd64", p)
-			}
-			o.Platforms = append(o.Platforms, ship.Platform{OS: os, Arch: arch})
-		}
 	}
 	o.Created = time.Unix(0, 0)
 	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
