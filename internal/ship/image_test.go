@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,8 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -143,5 +149,42 @@ func TestImage(t *testing.T) {
 	want, _ := first.ConfigName()
 	if got != want {
 		t.Errorf("the tarball's config is %s, want %s", got, want)
+	}
+
+	// What crane push does (remote.Write), to a real registry
+	// (go-containerregistry's, on 127.0.0.1). The layout's image arrives as
+	// built; the tarball's in docker's manifest format, which changes the
+	// manifest's digest but not the config or the layer.
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	for what, img := range map[string]v1.Image{"layout": fromLayout, "tarball": fromTar} {
+		ref, err := name.NewTag(host + "/meshaddon-manager:" + what)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatalf("push the %s's image: %v", what, err)
+		}
+		pulled, err := remote.Image(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := pulled.Digest(); what == "layout" && d != d1 {
+			t.Errorf("the layout's image pushed and pulled back: %s, want %s", d, d1)
+		}
+		if c, _ := pulled.ConfigName(); c != want {
+			t.Errorf("the %s's image pushed and pulled back has config %s, want %s", what, c, want)
+		}
+		pl, _ := pulled.Layers()
+		fl, _ := first.Layers()
+		if len(pl) != 1 || len(fl) != 1 {
+			t.Fatalf("layers: pulled %d, built %d", len(pl), len(fl))
+		}
+		a, _ := pl[0].Digest()
+		b, _ := fl[0].Digest()
+		if a != b {
+			t.Errorf("the %s's layer pushed and pulled back is %s, want %s", what, a, b)
+		}
 	}
 }
