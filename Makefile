@@ -7,7 +7,7 @@ TEST_TIMEOUT ?= 75m
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 
-.PHONY: build demo test unit e2e vet fmt clean generate bench
+.PHONY: build demo test unit e2e vet fmt clean generate bench image dist
 
 build:
 	$(GO) build -o $(BIN) ./cmd/meshaddon
@@ -45,3 +45,18 @@ bench:
 CONTROLLER_GEN ?= $(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.19.0
 generate:
 	$(CONTROLLER_GEN) object paths=./api/... crd:maxDescLen=400 output:crd:dir=./config/crd/bases rbac:roleName=meshaddon-manager paths=./internal/manager/... output:rbac:dir=./config/rbac
+	$(GO) run ./hack/chart
+
+# The release (internal/ship): VERSION defaults to internal/ship.Version, the
+# one config/manager and charts/meshaddon name. Both are reproducible: the
+# same source and Go give the same bytes (dated SOURCE_DATE_EPOCH, else 1970).
+VERSION  ?=
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+# make image: the manager's OCI image, without Docker, in bin/image (an OCI
+# layout, and meshaddon-manager.tar for docker load or crane push).
+image:
+	$(GO) run ./hack/image --revision '$(REVISION)' $(if $(VERSION),--version $(VERSION))
+# make dist: the CLI's archives for linux and darwin on amd64 and arm64, their
+# sha256 checksums and the krew manifest, in bin/dist.
+dist:
+	$(GO) run ./hack/dist $(if $(VERSION),--version $(VERSION))

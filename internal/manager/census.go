@@ -129,6 +129,7 @@ func (r *CensusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 		counts := *prev
 		counts.ObservedTime = census.ObservedTime
 		if equality.Semantic.DeepEqual(counts, census) && age >= 0 && age < v1alpha1.CensusHeartbeat {
+			censusTime.Set(float64(prev.ObservedTime.Unix()))
 			return ctrl.Result{RequeueAfter: v1alpha1.CensusHeartbeat - age}, nil
 		}
 	}
@@ -139,6 +140,7 @@ func (r *CensusReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	if err := r.Status().Patch(ctx, &profile, patch); err != nil {
 		return ctrl.Result{}, err
 	}
+	censusTime.Set(float64(census.ObservedTime.Unix()))
 	return ctrl.Result{RequeueAfter: v1alpha1.CensusHeartbeat}, nil
 }
 

@@ -28,6 +28,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/inventory"
@@ -232,6 +233,34 @@ func istiodEnv(t *testing.T, rev string) string {
 }
 
 // eventually polls cond until it holds or within passes.
+// metricValue reads a metric of the manager's registry (controller-runtime's),
+// 0 when no series has those labels.
+func metricValue(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if want, ok := labels[l.GetName()]; ok && want != l.GetValue() {
+					continue series
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
 func eventually(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	var last string
@@ -403,6 +432,14 @@ func TestExistingClusterFollowsFeatureAndNodes(t *testing.T) {
 	waitEnv(t, "asm-1-27", "false", 2*time.Second)
 	t.Logf("old node joined → istiod env flipped in %s", time.Since(joined).Round(time.Millisecond))
 	waitEvent(t, "OldKubeletNodes", "aks-old-vmss000000")
+	// config/monitoring's alert and dashboard count the switch and the node.
+	if n := metricValue(t, "meshaddon_old_node_switches_total", map[string]string{"revision": "asm-1-27"}); n < 1 {
+		t.Errorf("meshaddon_old_node_switches_total{revision=asm-1-27} = %v after the switch", n)
+	}
+	eventually(t, 5*time.Second, "meshaddon_old_nodes counts the old pool's node", func() (bool, string) {
+		n := metricValue(t, "meshaddon_old_nodes", map[string]string{"pool": "old"})
+		return n == 1, fmt.Sprintf("meshaddon_old_nodes{pool=old} = %v", n)
+	})
 	// The node is created before its status (as a kubelet registers), so
 	// wait for the message that has its version.
 	c := waitCondition(t, v1alpha1.ConditionVersionsCompatible, metav1.ConditionFalse, "pool old has 1 node(s) on kubelet v1.28.9")
@@ -671,6 +708,11 @@ func TestCensusCountsPodsByModeAndRevision(t *testing.T) {
 	if age := time.Since(censusOf(t).ObservedTime.Time); age > v1alpha1.CensusHeartbeat {
 		t.Errorf("census observed %s ago, want within the heartbeat", age)
 	}
+	// config/monitoring's census-stale alert reads the census's time.
+	eventually(t, 5*time.Second, "the census time metric follows the status", func() (bool, string) {
+		got, want := metricValue(t, "meshaddon_pods_census_timestamp_seconds", nil), float64(censusOf(t).ObservedTime.Unix())
+		return got == want, fmt.Sprintf("meshaddon_pods_census_timestamp_seconds %v, status %v", got, want)
+	})
 
 	// A deleted pod leaves the count within the batching delay.
 	if err := kcs.CoreV1().Pods("census").Delete(ctx, "classic-2", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {

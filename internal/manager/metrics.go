@@ -2,6 +2,7 @@ package manager
 
 import (
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/meshversion"
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 )
@@ -33,10 +34,44 @@ var (
 		Name: "meshaddon_guard_pods_total",
 		Help: "Pods the placement guard saw, by result (affinity, classic, unchanged, not-native, unmergeable).",
 	}, []string{"result"})
+	// For config/monitoring's alerts and dashboard (issue 17).
+	oldNodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "meshaddon_old_nodes",
+		Help: "Nodes whose kubelet the policy does not allow native sidecars on (or whose version cannot be read), by pool.",
+	}, []string{"pool"})
+	oldNodeSwitches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshaddon_old_node_switches_total",
+		Help: "Times a native revision switched to classic because old nodes joined (the OldKubeletNodes event), by revision.",
+	}, []string{"revision"})
+	censusTime = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "meshaddon_pods_census_timestamp_seconds",
+		Help: "Unix time of the pod census in the profile's status (status.pods.observedTime); precheck distrusts one older than 2 minutes.",
+	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcilesTotal, revisionNative, envWritesTotal, envWouldWrite, podsByMode, guardPodsTotal)
+	metrics.Registry.MustRegister(reconcilesTotal, revisionNative, envWritesTotal, envWouldWrite, podsByMode, guardPodsTotal, oldNodes, oldNodeSwitches, censusTime)
+	// Every label value at 0 from the start: a series that appears only at
+	// its first increment makes rate() and increase() miss that increment,
+	// and a dashboard or alert cannot tell "none yet" from "not exported".
+	for _, r := range []string{"success", "error"} {
+		reconcilesTotal.WithLabelValues(r)
+	}
+	for _, c := range []string{"decision", "drift"} {
+		envWritesTotal.WithLabelValues(c)
+	}
+}
+
+// setOldNodes mirrors the policy's old nodes in oldNodes, for every pool
+// (0 when none is old).
+func setOldNodes(p meshversion.Policy, nodes []meshversion.Node) {
+	oldNodes.Reset()
+	for _, pool := range meshversion.SummarizePools(nodes) {
+		oldNodes.WithLabelValues(pool.Name).Set(0)
+	}
+	for pool, old := range p.OldNodes(nodes) {
+		oldNodes.WithLabelValues(pool).Set(float64(len(old)))
+	}
 }
 
 func boolGauge(b bool) float64 {

@@ -89,6 +89,7 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 	status.Policy = r.Policy.Name
 	status.APIServerVersion = facts.APIServerVersion
 	status.NodePools = poolStatus(facts.Nodes)
+	setOldNodes(r.Policy, facts.Nodes)
 	if status.CreatedQualifying == nil {
 		status.CreatedQualifying = ptr.To(profile.Spec.Origin == v1alpha1.OriginNewCluster && r.qualifies(facts, profile.Spec.Revisions))
 	}
@@ -118,6 +119,7 @@ func (r *ProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (re
 		rs := v1alpha1.RevisionStatus{Name: rev, Mode: string(d.Injection), Reason: d.Reason, Message: d.Message}
 		prev := findRevision(profile.Status.Revisions, rev)
 		revisionNative.WithLabelValues(rev).Set(boolGauge(d.Injection == meshversion.Native))
+		oldNodeSwitches.WithLabelValues(rev) // exported at 0 before the first switch
 		dep, ok := deps[IstiodDeployment(rev)]
 		if !ok {
 			problems = append(problems, fmt.Sprintf("istiod Deployment %s/%s not found: install the revision (meshaddon mesh enable --revision %s)", r.MeshNamespace, IstiodDeployment(rev), rev))
@@ -294,6 +296,7 @@ func (r *ProfileReconciler) warnAboutNodes(profile *v1alpha1.MeshProfile, prev *
 	if prev != nil && prev.Mode == string(meshversion.Native) && d.Injection == meshversion.Classic && d.Reason == "NodesTooOld" {
 		r.Recorder.Eventf(profile, corev1.EventTypeWarning, "OldKubeletNodes",
 			"%s switched to classic sidecars: %s", d.Revision, d.Message)
+		oldNodeSwitches.WithLabelValues(d.Revision).Inc()
 	}
 	if prev != nil && prev.Mode == string(meshversion.Native) && d.Injection == meshversion.Classic && d.Reason == "GuardUnhealthy" {
 		r.Recorder.Eventf(profile, corev1.EventTypeWarning, "GuardUnhealthy",

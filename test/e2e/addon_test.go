@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +29,8 @@ import (
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/kube"
 	"github.com/meshaddon/meshaddon/internal/manager"
+	"github.com/meshaddon/meshaddon/internal/ship"
+	"github.com/meshaddon/meshaddon/internal/testbed/cache"
 	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
 )
 
@@ -310,6 +313,17 @@ func TestAddon(t *testing.T) {
 				t.Errorf("metrics lack %q", want)
 			}
 		}
+		// Every metric config/monitoring's alerts and dashboard read is
+		// exported, each with a series (a family with none is not printed).
+		names, err := ship.MonitoringMetrics("../..")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range names {
+			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `[{ ]`).MatchString(metrics) {
+				t.Errorf("config/monitoring reads %s, which the manager does not export", name)
+			}
+		}
 	})
 
 	t.Run("register, refresh, reconcile: istiod injects native and restarted pods are native", func(t *testing.T) {
@@ -436,47 +450,51 @@ func TestAddon(t *testing.T) {
 		}
 	})
 
+	t.Run("the Helm chart, rendered by helm and applied server-side, grants config/rbac's rights", func(t *testing.T) {
+		helm := helmBinary(t)
+		out, err := exec.Command(helm, "template", "meshaddon", "../../charts/meshaddon", "--kube-version", cache.KubernetesVersion, "--namespace", "meshaddon-system", "--include-crds").Output()
+		if err != nil {
+			t.Fatalf("helm template: %v", err)
+		}
+		// Not under t.TempDir(): kubectl -f splits its argument at the
+		// commas of this test's name.
+		dir, err := os.MkdirTemp("", "meshaddon-chart-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		rendered := filepath.Join(dir, "chart.yaml")
+		if err := os.WriteFile(rendered, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		canListNodes := func() string {
+			return strings.TrimSpace(meshaddon(t, "local", "kubectl", "--name", addonCluster, "--", "auth", "can-i", "--as", managerSA, "list", "nodes").stdout)
+		}
+		if got := canListNodes(); got != "no" {
+			t.Fatalf("the manager's service account may list nodes (%q) before any RBAC is applied: the check below would prove nothing", got)
+		}
+		mustMeshaddon(t, "local", "kubectl", "--name", addonCluster, "--", "apply", "--server-side", "--field-manager=helm-chart", "-f", rendered)
+		checkManagerRBAC(t)
+
+		// Take the chart's RBAC away again, so the next step proves
+		// config/default's on its own.
+		out, err = exec.Command(helm, "template", "meshaddon", "../../charts/meshaddon", "--kube-version", cache.KubernetesVersion, "--namespace", "meshaddon-system", "--show-only", "templates/rbac.yaml").Output()
+		if err != nil {
+			t.Fatalf("helm template --show-only templates/rbac.yaml: %v", err)
+		}
+		if err := os.WriteFile(rendered, out, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		mustMeshaddon(t, "local", "kubectl", "--name", addonCluster, "--", "delete", "-f", rendered)
+		waitFor(t, 10*time.Second, "the chart's RBAC is gone", func(context.Context) (bool, string) {
+			got := canListNodes()
+			return got == "no", "can-i list nodes: " + got
+		})
+	})
+
 	t.Run("config/default applies on the real API server with least-privilege RBAC", func(t *testing.T) {
 		mustMeshaddon(t, "local", "kubectl", "--name", addonCluster, "--", "apply", "-k", "../../config/default")
-		for _, c := range []struct {
-			args []string
-			want string
-		}{
-			{[]string{"patch", "deployments", "-n", "aks-istio-system"}, "yes"},
-			{[]string{"list", "nodes"}, "yes"},
-			{[]string{"update", "meshprofiles.meshaddon.dev", "--subresource=status"}, "yes"},
-			{[]string{"patch", "deployments", "-n", "kube-system"}, "no"},
-			{[]string{"patch", "deployments", "-n", "shop"}, "no"},
-			// The pod census reads pods and Jobs, and nothing else of them.
-			{[]string{"watch", "pods", "-n", "shop"}, "yes"},
-			{[]string{"list", "jobs.batch", "-A"}, "yes"},
-			{[]string{"delete", "pods", "-n", "shop"}, "no"},
-			{[]string{"patch", "pods", "-n", "shop"}, "no"},
-			{[]string{"get", "secrets", "-n", "shop"}, "no"},
-			{[]string{"update", "nodes"}, "no"},
-			// The placement guard: one label on nodes (a merge patch), and
-			// a read of its one webhook configuration.
-			{[]string{"patch", "nodes"}, "yes"},
-			{[]string{"delete", "nodes"}, "no"},
-			{[]string{"get", "mutatingwebhookconfigurations.admissionregistration.k8s.io/" + manager.GuardConfiguration}, "yes"},
-			{[]string{"get", "mutatingwebhookconfigurations.admissionregistration.k8s.io/istio-sidecar-injector-asm-1-27-aks-istio-system"}, "no"},
-			{[]string{"patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/" + manager.GuardConfiguration}, "no"},
-			{[]string{"update", "meshprofiles.meshaddon.dev"}, "no"},
-			// The metrics server checks scrapers with the API server.
-			{[]string{"create", "tokenreviews.authentication.k8s.io"}, "yes"},
-			{[]string{"create", "subjectaccessreviews.authorization.k8s.io"}, "yes"},
-			// Events: about the profile in default, leader election's on
-			// the lease in meshaddon-system, nowhere else.
-			{[]string{"create", "events", "-n", "default"}, "yes"},
-			{[]string{"create", "events", "-n", "meshaddon-system"}, "yes"},
-			{[]string{"create", "events", "-n", "shop"}, "no"},
-		} {
-			args := append([]string{"local", "kubectl", "--name", addonCluster, "--", "auth", "can-i", "--as", managerSA}, c.args...)
-			r := meshaddon(t, args...)
-			if got := strings.TrimSpace(r.stdout); got != c.want {
-				t.Errorf("can-i %v: %q, want %q (%s)", c.args, got, c.want, r.stderr)
-			}
-		}
+		checkManagerRBAC(t)
 		// The manager does write leader election's events there.
 		evs, err := kc.CoreV1().Events("meshaddon-system").List(ctx, metav1.ListOptions{FieldSelector: "reason=LeaderElection"})
 		if err != nil || len(evs.Items) == 0 {
@@ -532,6 +550,67 @@ func TestAddon(t *testing.T) {
 			t.Errorf("up did not restart the manager:\n%s", r.stdout)
 		}
 	})
+}
+
+// checkManagerRBAC asks the API server, with kubectl auth can-i, what the
+// manager's service account may do: exactly what config/rbac grants (the
+// Helm chart's RBAC is generated from it).
+func checkManagerRBAC(t *testing.T) {
+	t.Helper()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"patch", "deployments", "-n", "aks-istio-system"}, "yes"},
+		{[]string{"list", "nodes"}, "yes"},
+		{[]string{"update", "meshprofiles.meshaddon.dev", "--subresource=status"}, "yes"},
+		{[]string{"patch", "deployments", "-n", "kube-system"}, "no"},
+		{[]string{"patch", "deployments", "-n", "shop"}, "no"},
+		// The pod census reads pods and Jobs, and nothing else of them.
+		{[]string{"watch", "pods", "-n", "shop"}, "yes"},
+		{[]string{"list", "jobs.batch", "-A"}, "yes"},
+		{[]string{"delete", "pods", "-n", "shop"}, "no"},
+		{[]string{"patch", "pods", "-n", "shop"}, "no"},
+		{[]string{"get", "secrets", "-n", "shop"}, "no"},
+		{[]string{"update", "nodes"}, "no"},
+		// The placement guard: one label on nodes (a merge patch), and
+		// a read of its one webhook configuration.
+		{[]string{"patch", "nodes"}, "yes"},
+		{[]string{"delete", "nodes"}, "no"},
+		{[]string{"get", "mutatingwebhookconfigurations.admissionregistration.k8s.io/" + manager.GuardConfiguration}, "yes"},
+		{[]string{"get", "mutatingwebhookconfigurations.admissionregistration.k8s.io/istio-sidecar-injector-asm-1-27-aks-istio-system"}, "no"},
+		{[]string{"patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/" + manager.GuardConfiguration}, "no"},
+		{[]string{"update", "meshprofiles.meshaddon.dev"}, "no"},
+		// The metrics server checks scrapers with the API server.
+		{[]string{"create", "tokenreviews.authentication.k8s.io"}, "yes"},
+		{[]string{"create", "subjectaccessreviews.authorization.k8s.io"}, "yes"},
+		// Events: about the profile in default, leader election's on
+		// the lease in meshaddon-system, nowhere else.
+		{[]string{"create", "events", "-n", "default"}, "yes"},
+		{[]string{"create", "events", "-n", "meshaddon-system"}, "yes"},
+		{[]string{"create", "events", "-n", "shop"}, "no"},
+	} {
+		args := append([]string{"local", "kubectl", "--name", addonCluster, "--", "auth", "can-i", "--as", managerSA}, c.args...)
+		r := meshaddon(t, args...)
+		if got := strings.TrimSpace(r.stdout); got != c.want {
+			t.Errorf("can-i %v: %q, want %q (%s)", c.args, got, c.want, r.stderr)
+		}
+	}
+}
+
+// helmBinary is helm, built once into the test bed's cache at the pinned
+// version (internal/testbed/cache.HelmVersion).
+func helmBinary(t *testing.T) string {
+	t.Helper()
+	c, err := cache.New(os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bins, err := c.Ensure(context.Background(), cache.Helm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bins.Path("helm")
 }
 
 // TestAddonNewCluster: a cluster set up qualifying gets native sidecars from

@@ -19,7 +19,12 @@ type Info struct {
 	Components map[string]string `json:"testbedComponents"`
 }
 
-// Get returns the build's version, from the module information Go embeds.
+// Stamped is the release version, set by `make dist` and `make image` with
+// -ldflags -X (internal/ship); empty in other builds.
+var Stamped string
+
+// Get returns the build's version: the stamped release, else the module
+// information Go embeds.
 func Get() Info {
 	info := Info{Version: "(devel)", Components: map[string]string{}}
 	if bi, ok := debug.ReadBuildInfo(); ok {
@@ -32,6 +37,9 @@ func Get() Info {
 				info.Version = "(devel) " + s.Value
 			}
 		}
+	}
+	if Stamped != "" {
+		info.Version = Stamped
 	}
 	for _, c := range cache.Components {
 		info.Components[c.Name] = c.Version

@@ -146,7 +146,7 @@ func selectComponents(names []string) ([]Component, error) {
 	var out []Component
 	for _, n := range names {
 		found := false
-		for _, c := range Components {
+		for _, c := range append(Components[:len(Components):len(Components)], Tools...) {
 			if c.Name == n {
 				out = append(out, c)
 				found = true

@@ -35,6 +35,24 @@ func TestBinaryNames(t *testing.T) {
 	}
 }
 
+// The release tools are built when asked for by name, never by the test
+// bed's Ensure() of everything.
+func TestToolsOnlyByName(t *testing.T) {
+	all, _ := selectComponents(nil)
+	for _, c := range all {
+		if c.Name == Helm || c.Name == Krew {
+			t.Errorf("Ensure() with no names would build %s", c.Name)
+		}
+	}
+	tools, err := selectComponents([]string{Helm, Krew})
+	if err != nil || len(tools) != 2 || tools[1].BinaryNames()[1] != "validate-krew-manifest" {
+		t.Errorf("tools by name: %+v %v", tools, err)
+	}
+	if len(Components) != 4 {
+		t.Errorf("selecting tools changed Components: %d", len(Components))
+	}
+}
+
 func TestKubeVersionLdflags(t *testing.T) {
 	got, err := kubeVersionLdflags("v1.34.4")
 	if err != nil {

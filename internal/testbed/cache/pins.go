@@ -61,3 +61,36 @@ var Components = []Component{
 		Packages: []string{"istio.io/istio/pilot/cmd/pilot-discovery", "istio.io/istio/istioctl/cmd/istioctl"},
 	},
 }
+
+// The versions of the release tools the tests of charts/, dist/ and
+// config/monitoring run. They are built like the test bed's components but
+// only when a test asks for them (Ensure(ctx, name)), never by `local up`.
+const (
+	// HelmVersion is helm.sh/helm/v3: v3.19 is the line built on k8s.io v0.34.
+	HelmVersion = "v3.19.5"
+	// KrewVersion is sigs.k8s.io/krew: its manifest validation is internal/,
+	// so the test runs krew's own validate-krew-manifest and krew install.
+	KrewVersion = "v0.4.3"
+)
+
+// Tool names, as Component names.
+const (
+	Helm = "helm"
+	Krew = "krew"
+)
+
+// Tools are built on demand only.
+var Tools = []Component{
+	{
+		Name:     Helm,
+		Module:   "helm.sh/helm/v3",
+		Version:  HelmVersion,
+		Packages: []string{"helm.sh/helm/v3/cmd/helm"},
+	},
+	{
+		Name:     Krew,
+		Module:   "sigs.k8s.io/krew",
+		Version:  KrewVersion,
+		Packages: []string{"sigs.k8s.io/krew/cmd/krew", "sigs.k8s.io/krew/cmd/validate-krew-manifest"},
+	},
+}
