@@ -50,9 +50,12 @@ func TestObserveUpstream(t *testing.T) {
 		t.Helper()
 		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{meshversion.PoolLabel: pool}}}
 		mk(n)
+		// A merge patch, not an update: the manager's node labeler may
+		// have written the node since it was created.
+		before := client.MergeFrom(n.DeepCopy())
 		n.Status.NodeInfo.KubeletVersion = kubelet
 		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}
-		if err := cl.Status().Update(ctx, n); err != nil {
+		if err := cl.Status().Patch(ctx, n, before); err != nil {
 			t.Fatal(err)
 		}
 	}
