@@ -26,6 +26,9 @@ import (
 	"github.com/meshaddon/meshaddon/internal/precheck"
 )
 
+// UserAgent is what precheck's dry runs and reads are sent as.
+const UserAgent = "meshaddon-precheck"
+
 // Options are the flags of `meshaddon precheck`.
 type Options struct {
 	genericiooptions.IOStreams
@@ -83,6 +86,9 @@ cluster that cannot be reached.`,
 			}
 			// Pods and nodes come as protobuf: much less to decode.
 			cfg := kube.Protobuf(c.Config)
+			// Its requests are told apart in the API server's audit log:
+			// the only writes must be dry runs and access reviews.
+			cfg.UserAgent = UserAgent
 			kc, err := kubernetes.NewForConfig(cfg)
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
