@@ -157,8 +157,11 @@ type probeGroup struct {
 }
 
 // groupNamespaces groups mesh namespaces by revision and by which webhooks
-// act on pods in them (their namespace selectors).
-func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhook) []probeGroup {
+// act on pods in them (their namespace selectors). A namespace in alone
+// (one with its own LimitRange or ResourceQuota, whose admission plugins
+// judge each namespace by its own objects) is a group by itself: its
+// verdict stands for no other namespace.
+func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhook, alone map[string]bool) []probeGroup {
 	byKey := map[string]*probeGroup{}
 	var keys []string
 	for _, ns := range nss {
@@ -170,6 +173,9 @@ func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhoo
 		}
 		var match []PodWebhook
 		key := rev
+		if alone[ns.Name] {
+			key += "|" + ns.Name
+		}
 		for i, w := range whs {
 			if selects(w.NamespaceSelector, ns.Labels) {
 				match = append(match, w)
@@ -235,6 +241,57 @@ func NativeProxyProblem(p *corev1.Pod) string {
 	return "the pod came back without istio-proxy: the revision's injector did not act on it"
 }
 
+// LimitRanges are every LimitRange, read in pages.
+func (e *Env) LimitRanges(ctx context.Context) ([]corev1.LimitRange, error) {
+	return load(e, "limitranges", func() ([]corev1.LimitRange, error) {
+		var out []corev1.LimitRange
+		err := inventory.EachListPage(ctx, metav1.ListOptions{Limit: 500}, e.Kube.CoreV1().LimitRanges("").List, func(l *corev1.LimitRangeList) error {
+			out = append(out, l.Items...)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list LimitRanges: %w", err)
+		}
+		return out, nil
+	})
+}
+
+// ResourceQuotas are every ResourceQuota, read in pages.
+func (e *Env) ResourceQuotas(ctx context.Context) ([]corev1.ResourceQuota, error) {
+	return load(e, "resourcequotas", func() ([]corev1.ResourceQuota, error) {
+		var out []corev1.ResourceQuota
+		err := inventory.EachListPage(ctx, metav1.ListOptions{Limit: 500}, e.Kube.CoreV1().ResourceQuotas("").List, func(l *corev1.ResourceQuotaList) error {
+			out = append(out, l.Items...)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list ResourceQuotas: %w", err)
+		}
+		return out, nil
+	})
+}
+
+// namespacedAdmission are the namespaces with a LimitRange or a
+// ResourceQuota of their own.
+func (e *Env) namespacedAdmission(ctx context.Context) (map[string]bool, error) {
+	lrs, err := e.LimitRanges(ctx)
+	if err != nil {
+		return nil, err
+	}
+	qs, err := e.ResourceQuotas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, l := range lrs {
+		out[l.Namespace] = true
+	}
+	for _, q := range qs {
+		out[q.Namespace] = true
+	}
+	return out, nil
+}
+
 // ValidatingWebhooks are every validating webhook configuration.
 func (e *Env) ValidatingWebhooks(ctx context.Context) ([]admissionv1.ValidatingWebhookConfiguration, error) {
 	return load(e, "validatingwebhooks", func() ([]admissionv1.ValidatingWebhookConfiguration, error) {
@@ -263,8 +320,12 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	alone, err := e.namespacedAdmission(ctx)
+	if err != nil {
+		return nil, err
+	}
 	probe := ProbePod()
-	groups := groupNamespaces(nss, revs, PodWebhooks(mut, val))
+	groups := groupNamespaces(nss, revs, PodWebhooks(mut, val), alone)
 	if len(groups) == 0 {
 		return one(Skip, "no namespace is labelled for a mesh revision ("+inventory.RevisionLabel+")", ""), nil
 	}
