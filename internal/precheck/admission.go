@@ -156,12 +156,10 @@ type probeGroup struct {
 	webhooks   []PodWebhook // those that act on pods there (namespace selector)
 }
 
-// groupNamespaces groups mesh namespaces by revision and by which webhooks
-// act on pods in them (their namespace selectors). A namespace in alone
-// (one with its own LimitRange or ResourceQuota, whose admission plugins
-// judge each namespace by its own objects) is a group by itself: its
-// verdict stands for no other namespace.
-func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhook, alone map[string]bool) []probeGroup {
+// groupNamespaces groups mesh namespaces by revision, by which webhooks
+// act on pods in them (their namespace selectors) and by apart, what the
+// API server's own admission sees of each namespace (namespacedAdmission).
+func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhook, apart map[string]string) []probeGroup {
 	byKey := map[string]*probeGroup{}
 	var keys []string
 	for _, ns := range nss {
@@ -172,10 +170,7 @@ func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhoo
 			continue
 		}
 		var match []PodWebhook
-		key := rev
-		if alone[ns.Name] {
-			key += "|" + ns.Name
-		}
+		key := rev + "|" + apart[ns.Name]
 		for i, w := range whs {
 			if selects(w.NamespaceSelector, ns.Labels) {
 				match = append(match, w)
@@ -271,9 +266,14 @@ func (e *Env) ResourceQuotas(ctx context.Context) ([]corev1.ResourceQuota, error
 	})
 }
 
-// namespacedAdmission are the namespaces with a LimitRange or a
-// ResourceQuota of their own.
-func (e *Env) namespacedAdmission(ctx context.Context) (map[string]bool, error) {
+// namespacedAdmission says, per namespace, what the API server's own
+// admission sees of it besides webhooks, so that namespaces told apart here
+// are not proven by one probe: a namespace with its own LimitRange or
+// ResourceQuota (which judge each namespace by its own objects) is alone
+// (its name); others carry which ValidatingAdmissionPolicyBindings, with
+// their policies, select them. When the policies cannot be read, every
+// namespace is alone: never one verdict for namespaces that may differ.
+func (e *Env) namespacedAdmission(ctx context.Context, nss []corev1.Namespace) (map[string]string, error) {
 	lrs, err := e.LimitRanges(ctx)
 	if err != nil {
 		return nil, err
@@ -282,12 +282,46 @@ func (e *Env) namespacedAdmission(ctx context.Context) (map[string]bool, error) 
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]bool{}
+	out := map[string]string{}
 	for _, l := range lrs {
-		out[l.Namespace] = true
+		out[l.Namespace] = "ns:" + l.Namespace
 	}
 	for _, q := range qs {
-		out[q.Namespace] = true
+		out[q.Namespace] = "ns:" + q.Namespace
+	}
+	adm := e.Kube.AdmissionregistrationV1()
+	policies, err := adm.ValidatingAdmissionPolicies().List(ctx, metav1.ListOptions{})
+	var bindings *admissionv1.ValidatingAdmissionPolicyBindingList
+	if err == nil {
+		bindings, err = adm.ValidatingAdmissionPolicyBindings().List(ctx, metav1.ListOptions{})
+	}
+	if err != nil {
+		for _, ns := range nss {
+			out[ns.Name] = "ns:" + ns.Name
+		}
+		return out, nil
+	}
+	selectorOf := map[string]*metav1.LabelSelector{}
+	for _, p := range policies.Items {
+		if p.Spec.MatchConstraints != nil {
+			selectorOf[p.Name] = p.Spec.MatchConstraints.NamespaceSelector
+		}
+	}
+	for _, ns := range nss {
+		if out[ns.Name] != "" {
+			continue
+		}
+		var b strings.Builder
+		for _, bd := range bindings.Items {
+			var sel *metav1.LabelSelector
+			if bd.Spec.MatchResources != nil {
+				sel = bd.Spec.MatchResources.NamespaceSelector
+			}
+			if selects(sel, ns.Labels) && selects(selectorOf[bd.Spec.PolicyName], ns.Labels) {
+				b.WriteString(bd.Name + ",")
+			}
+		}
+		out[ns.Name] = b.String()
 	}
 	return out, nil
 }
@@ -320,12 +354,12 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	alone, err := e.namespacedAdmission(ctx)
+	apart, err := e.namespacedAdmission(ctx, nss)
 	if err != nil {
 		return nil, err
 	}
 	probe := ProbePod()
-	groups := groupNamespaces(nss, revs, PodWebhooks(mut, val), alone)
+	groups := groupNamespaces(nss, revs, PodWebhooks(mut, val), apart)
 	if len(groups) == 0 {
 		return one(Skip, "no namespace is labelled for a mesh revision ("+inventory.RevisionLabel+")", ""), nil
 	}

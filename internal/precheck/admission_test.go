@@ -63,7 +63,7 @@ func TestPodWebhooksMatchAndGroupNamespaces(t *testing.T) {
 	nss[5].Status.Phase = corev1.NamespaceTerminating
 	// A namespace with its own LimitRange or quota is probed alone: the
 	// API server judges it by its own objects.
-	if alone := groupNamespaces(nss, []string{"asm-1-27"}, whs, map[string]bool{"cart": true}); len(alone) != 3 ||
+	if alone := groupNamespaces(nss, []string{"asm-1-27"}, whs, map[string]string{"cart": "ns:cart"}); len(alone) != 3 ||
 		strings.Join(alone[0].namespaces, ",") != "cart" || strings.Join(alone[1].namespaces, ",") != "shop" {
 		t.Errorf("groups with cart alone = %+v", alone)
 	}
