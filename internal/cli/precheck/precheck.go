@@ -49,7 +49,12 @@ func NewCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.I
 		Long: `Check, in one go, everything the document asks for before and while turning on native
 sidecar mode: the preview feature, the control plane's and every node pool's Kubernetes
 version, the mesh revisions and their istiod and webhooks, what ENABLE_NATIVE_SIDECARS
-means on each istiod, the workloads' sidecars, and your access for migrate.
+means on each istiod, the workloads' sidecars, and your access for migrate. It also
+proves with server-side dry runs (nothing is stored) that a pod with a native sidecar
+is admitted in each mesh namespace, measures what native pods need against LimitRanges,
+quotas and nodes, and names what workloads lose of the classic proxy (VPA sizing,
+holdApplicationUntilProxyStarts, shutdown ordering). -o json gives each finding's
+namespaces, workload, webhooks and object as fields.
 
 Pods are counted from the add-on manager's census (MeshProfile status.pods), which
 the manager keeps from a watch of pod metadata: one read however big the cluster.
