@@ -162,9 +162,10 @@ type probeGroup struct {
 	webhooks   []PodWebhook // those that act on pods there (namespace selector)
 }
 
-// groupNamespaces groups mesh namespaces by revision and by which webhooks
-// act on pods in them (their namespace selectors).
-func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhook) []probeGroup {
+// groupNamespaces groups mesh namespaces by revision, by which webhooks
+// act on pods in them (their namespace selectors) and by apart, what the
+// API server's own admission sees of each namespace (namespacedAdmission).
+func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhook, apart map[string]string) []probeGroup {
 	byKey := map[string]*probeGroup{}
 	var keys []string
 	for _, ns := range nss {
@@ -175,7 +176,7 @@ func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhoo
 			continue
 		}
 		var match []PodWebhook
-		key := rev
+		key := rev + "|" + apart[ns.Name]
 		for i, w := range whs {
 			if selects(w.NamespaceSelector, ns.Labels) {
 				match = append(match, w)
@@ -241,6 +242,96 @@ func NativeProxyProblem(p *corev1.Pod) string {
 	return "the pod came back without istio-proxy: the revision's injector did not act on it"
 }
 
+// LimitRanges are every LimitRange, read in pages.
+func (e *Env) LimitRanges(ctx context.Context) ([]corev1.LimitRange, error) {
+	return load(e, "limitranges", func() ([]corev1.LimitRange, error) {
+		var out []corev1.LimitRange
+		err := inventory.EachListPage(ctx, metav1.ListOptions{Limit: 500}, e.Kube.CoreV1().LimitRanges("").List, func(l *corev1.LimitRangeList) error {
+			out = append(out, l.Items...)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list LimitRanges: %w", err)
+		}
+		return out, nil
+	})
+}
+
+// ResourceQuotas are every ResourceQuota, read in pages.
+func (e *Env) ResourceQuotas(ctx context.Context) ([]corev1.ResourceQuota, error) {
+	return load(e, "resourcequotas", func() ([]corev1.ResourceQuota, error) {
+		var out []corev1.ResourceQuota
+		err := inventory.EachListPage(ctx, metav1.ListOptions{Limit: 500}, e.Kube.CoreV1().ResourceQuotas("").List, func(l *corev1.ResourceQuotaList) error {
+			out = append(out, l.Items...)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list ResourceQuotas: %w", err)
+		}
+		return out, nil
+	})
+}
+
+// namespacedAdmission says, per namespace, what the API server's own
+// admission sees of it besides webhooks, so that namespaces told apart here
+// are not proven by one probe: a namespace with its own LimitRange or
+// ResourceQuota (which judge each namespace by its own objects) is alone
+// (its name); others carry which ValidatingAdmissionPolicyBindings, with
+// their policies, select them. When the policies cannot be read, every
+// namespace is alone: never one verdict for namespaces that may differ.
+func (e *Env) namespacedAdmission(ctx context.Context, nss []corev1.Namespace) (map[string]string, error) {
+	lrs, err := e.LimitRanges(ctx)
+	if err != nil {
+		return nil, err
+	}
+	qs, err := e.ResourceQuotas(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, l := range lrs {
+		out[l.Namespace] = "ns:" + l.Namespace
+	}
+	for _, q := range qs {
+		out[q.Namespace] = "ns:" + q.Namespace
+	}
+	adm := e.Kube.AdmissionregistrationV1()
+	policies, err := adm.ValidatingAdmissionPolicies().List(ctx, metav1.ListOptions{})
+	var bindings *admissionv1.ValidatingAdmissionPolicyBindingList
+	if err == nil {
+		bindings, err = adm.ValidatingAdmissionPolicyBindings().List(ctx, metav1.ListOptions{})
+	}
+	if err != nil {
+		for _, ns := range nss {
+			out[ns.Name] = "ns:" + ns.Name
+		}
+		return out, nil
+	}
+	selectorOf := map[string]*metav1.LabelSelector{}
+	for _, p := range policies.Items {
+		if p.Spec.MatchConstraints != nil {
+			selectorOf[p.Name] = p.Spec.MatchConstraints.NamespaceSelector
+		}
+	}
+	for _, ns := range nss {
+		if out[ns.Name] != "" {
+			continue
+		}
+		var b strings.Builder
+		for _, bd := range bindings.Items {
+			var sel *metav1.LabelSelector
+			if bd.Spec.MatchResources != nil {
+				sel = bd.Spec.MatchResources.NamespaceSelector
+			}
+			if selects(sel, ns.Labels) && selects(selectorOf[bd.Spec.PolicyName], ns.Labels) {
+				b.WriteString(bd.Name + ",")
+			}
+		}
+		out[ns.Name] = b.String()
+	}
+	return out, nil
+}
+
 // ValidatingWebhooks are every validating webhook configuration.
 func (e *Env) ValidatingWebhooks(ctx context.Context) ([]admissionv1.ValidatingWebhookConfiguration, error) {
 	return load(e, "validatingwebhooks", func() ([]admissionv1.ValidatingWebhookConfiguration, error) {
@@ -269,8 +360,12 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	apart, err := e.namespacedAdmission(ctx, nss)
+	if err != nil {
+		return nil, err
+	}
 	probe := ProbePod()
-	groups := groupNamespaces(nss, revs, PodWebhooks(mut, val))
+	groups := groupNamespaces(nss, revs, PodWebhooks(mut, val), apart)
 	if len(groups) == 0 {
 		return one(Skip, "no namespace is labelled for a mesh revision ("+inventory.RevisionLabel+")", ""), nil
 	}

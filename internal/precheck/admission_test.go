@@ -61,7 +61,13 @@ func TestPodWebhooksMatchAndGroupNamespaces(t *testing.T) {
 	// A namespace being deleted takes no new pod: nothing to prove there,
 	// and a probe there would be refused for that alone.
 	nss[5].Status.Phase = corev1.NamespaceTerminating
-	groups := groupNamespaces(nss, []string{"asm-1-27"}, whs)
+	// A namespace with its own LimitRange or quota is probed alone: the
+	// API server judges it by its own objects.
+	if alone := groupNamespaces(nss, []string{"asm-1-27"}, whs, map[string]string{"cart": "ns:cart"}); len(alone) != 3 ||
+		strings.Join(alone[0].namespaces, ",") != "cart" || strings.Join(alone[1].namespaces, ",") != "shop" {
+		t.Errorf("groups with cart alone = %+v", alone)
+	}
+	groups := groupNamespaces(nss, []string{"asm-1-27"}, whs, nil)
 	if len(groups) != 2 {
 		t.Fatalf("groups = %+v, want 2", groups)
 	}

@@ -220,21 +220,13 @@ func measureResources(ctx context.Context, e *Env, mw *meshWorkloads) ([]Result,
 	if len(tmpls) == 0 {
 		return one(Skip, "no Deployment, StatefulSet or DaemonSet in a mesh namespace", ""), nil
 	}
-	var lrs []corev1.LimitRange
-	err := inventory.EachListPage(ctx, metav1.ListOptions{Limit: 500}, e.Kube.CoreV1().LimitRanges("").List, func(l *corev1.LimitRangeList) error {
-		lrs = append(lrs, l.Items...)
-		return nil
-	})
+	lrs, err := e.LimitRanges(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list LimitRanges: %w", err)
+		return nil, err
 	}
-	var quotas []corev1.ResourceQuota
-	err = inventory.EachListPage(ctx, metav1.ListOptions{Limit: 500}, e.Kube.CoreV1().ResourceQuotas("").List, func(l *corev1.ResourceQuotaList) error {
-		quotas = append(quotas, l.Items...)
-		return nil
-	})
+	quotas, err := e.ResourceQuotas(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list ResourceQuotas: %w", err)
+		return nil, err
 	}
 	nodes, err := e.NodeObjects(ctx)
 	if err != nil {

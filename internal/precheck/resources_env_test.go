@@ -112,6 +112,21 @@ func TestResourcesAgainstAnAPIServer(t *testing.T) {
 			t.Errorf("result %d = %q\nwant prefix %q", i, got[i], w)
 		}
 	}
+	// What the API server's own admission sees of each namespace: full
+	// has its own quota (probed alone), open the binding of no-solo, which
+	// selects every namespace, and not one that selects none.
+	must(kc.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Create(ctx, &admissionv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "elsewhere"},
+		Spec: admissionv1.ValidatingAdmissionPolicyBindingSpec{PolicyName: "no-solo", ValidationActions: []admissionv1.ValidationAction{admissionv1.Deny},
+			MatchResources: &admissionv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "none"}}}}}, metav1.CreateOptions{}))
+	nss, err := kc.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apart, err := (&Env{Kube: kc}).namespacedAdmission(ctx, nss.Items)
+	if err != nil || apart["full"] != "ns:full" || apart["open"] != "no-solo," {
+		t.Errorf("namespaced admission: %v %v", apart, err)
+	}
 	// Nothing was created.
 	for _, ns := range []string{"open", "full"} {
 		pods, err := kc.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})

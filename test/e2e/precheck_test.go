@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -94,7 +93,7 @@ func resultsOf(rep precheckReport, check string) []string {
 // kubectl's own columns show them.
 func TestPrecheckAndStatus(t *testing.T) {
 	const cluster = "checks"
-	kc := upCluster(t, cluster, "--pool", "system="+currentVersion+":2", "--pool", oldPool+"="+oldVersion+":1", "--revision", "asm-1-27")
+	kc := upCluster(t, cluster, "--pool", "system="+currentVersion+":2", "--pool", oldPool+"="+oldVersion+":1", "--revision", "asm-1-27", "--audit")
 	kcfg := kubeconfigOf(t, cluster)
 
 	t.Run("fails on a 1.28 pool, naming pool and nodes", func(t *testing.T) {
@@ -148,15 +147,12 @@ func TestPrecheckAndStatus(t *testing.T) {
 	t.Run("admission proof: a webhook that drops restartPolicy fails precheck, naming namespace and webhook", func(t *testing.T) {
 		const check = "native sidecar admitted in each mesh namespace"
 		createNamespace(t, kc, "hostile", "asm-1-27")
-		if _, err := kc.CoreV1().Namespaces().Patch(context.Background(), "hostile", types.MergePatchType, []byte(`{"metadata":{"labels":{"webhook-test":"hostile"}}}`), metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
-		}
 		// A workload in mix whose pods alone meet a webhook (objectSelector
 		// app=legacy); no replicas, so no pod of it is refused for real.
 		createDeployment(t, kc, "mix", "legacy", 0, nil, nil)
 		t.Run("hostile", func(t *testing.T) {
-			hostileWebhook(t, kc, "zz-strip-restart-policy", map[string]string{"webhook-test": "hostile"}, nil)
-			hostileWebhook(t, kc, "zz-strip-legacy-pods", map[string]string{"istio.io/rev": "asm-1-27"}, map[string]string{"app": "legacy"})
+			addHazard(t, cluster, "strip-restart-policy", "hostile")
+			addHazard(t, cluster, "strip-restart-policy", "mix", "--pod-selector", "app=legacy")
 			rep, r := runPrecheck(t, cluster)
 			got := resultsOf(rep, check)
 			if r.code != 1 || rep.Success {
@@ -165,9 +161,9 @@ func TestPrecheckAndStatus(t *testing.T) {
 			var failed, workload, proven bool
 			for _, l := range got {
 				switch {
-				case strings.HasPrefix(l, "fail: hostile:") && strings.Contains(l, "zz-strip-restart-policy") && !strings.Contains(l, "mix"):
+				case strings.HasPrefix(l, "fail: hostile:") && strings.Contains(l, "hazard-strip-restart-policy-hostile") && !strings.Contains(l, "mix"):
 					failed = true
-				case strings.HasPrefix(l, "fail: mix/Deployment/legacy ") && strings.Contains(l, "zz-strip-legacy-pods") && !strings.Contains(l, "zz-strip-restart-policy"):
+				case strings.HasPrefix(l, "fail: mix/Deployment/legacy ") && strings.Contains(l, "webhook=hazard-strip-restart-policy-mix/") && !strings.Contains(l, "-hostile"):
 					workload = true
 				case strings.HasPrefix(l, "ok: ") && strings.Contains(l, "1 of 2 mesh namespaces") && strings.Contains(l, "(3 dry-run probes)"):
 					proven = true
@@ -281,6 +277,10 @@ func TestPrecheckAndStatus(t *testing.T) {
 			list, err := kc.CoreV1().Pods("mix").List(ctx, metav1.ListOptions{LabelSelector: "app=withinit"})
 			return err == nil && len(list.Items) == 0, fmt.Sprint(err)
 		})
+	})
+
+	t.Run("hazards: each found in its namespace alone and named, nothing left behind, only dry runs in the audit log", func(t *testing.T) {
+		testHazards(t, cluster, kc)
 	})
 
 	t.Run("status classifies native, classic, overridden and uninjected pods as kubectl shows them", func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -42,7 +43,7 @@ Webhooks select the namespace by kubernetes.io/metadata.name and are served on 1
 by a daemon of the test bed (stopped by local down); down and slow take --failure-policy.`,
 		Args: cobra.NoArgs,
 	}
-	var name, namespace, failurePolicy, target string
+	var name, namespace, failurePolicy, target, podSelector string
 	bed := func(cmd *cobra.Command) (*hazard.Bed, error) {
 		tb, err := testbed.Open(name, streams.ErrOut)
 		if err != nil {
@@ -87,11 +88,15 @@ by a daemon of the test bed (stopped by local down); down and slow take --failur
 			if err != nil {
 				return err
 			}
+			podLabels, err := labels.ConvertSelectorToLabelsMap(podSelector)
+			if err != nil {
+				return exitcode.Wrap(exitcode.Usage, fmt.Errorf("--pod-selector: %w", err))
+			}
 			b, err := bed(cmd)
 			if err != nil {
 				return err
 			}
-			what, err := b.Add(cmd.Context(), k, hazard.Options{Namespace: namespace, FailurePolicy: admissionregv1.FailurePolicyType(failurePolicy), Target: target})
+			what, err := b.Add(cmd.Context(), k, hazard.Options{Namespace: namespace, FailurePolicy: admissionregv1.FailurePolicyType(failurePolicy), Target: target, PodLabels: podLabels})
 			if err != nil {
 				return fmt.Errorf("add hazard %s in %s: %w", k, namespace, err)
 			}
@@ -101,6 +106,7 @@ by a daemon of the test bed (stopped by local down); down and slow take --failur
 	}
 	add.Flags().StringVar(&failurePolicy, "failure-policy", "Fail", "failurePolicy of the down and slow webhooks: Fail or Ignore")
 	add.Flags().StringVar(&target, "target", "", "The Deployment the vpa hazard sizes")
+	add.Flags().StringVar(&podSelector, "pod-selector", "", "A webhook hazard acts only on pods with these labels (k=v,...: its objectSelector)")
 	remove := &cobra.Command{
 		Use:   "remove KIND --namespace NS",
 		Short: "Take a hazard out of a namespace",

@@ -92,6 +92,9 @@ type Options struct {
 	FailurePolicy admissionregv1.FailurePolicyType
 	// Target is the Deployment the VPA sizes.
 	Target string
+	// PodLabels, when set, narrow a webhook to pods so labelled (its
+	// objectSelector).
+	PodLabels map[string]string
 }
 
 // Bed adds hazards to one test bed cluster.
@@ -163,6 +166,10 @@ func (b *Bed) Add(ctx context.Context, k Kind, opts Options) (string, error) {
 		Rule: admissionregv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}}
 	nsSel := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 		Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpIn, Values: []string{ns}}}}
+	var objSel *metav1.LabelSelector
+	if len(opts.PodLabels) > 0 {
+		objSel = &metav1.LabelSelector{MatchLabels: opts.PodLabels}
+	}
 	name := string(k) + ".hazard.meshaddon.dev"
 	var timeout int32 = 5
 	if k == Slow || k == Down {
@@ -172,7 +179,7 @@ func (b *Bed) Add(ctx context.Context, k Kind, opts Options) (string, error) {
 	switch k {
 	case Strip, SideEffects:
 		c := &admissionregv1.MutatingWebhookConfiguration{ObjectMeta: meta, Webhooks: []admissionregv1.MutatingWebhook{{
-			Name: name, ClientConfig: cc, Rules: rules, NamespaceSelector: nsSel, SideEffects: none,
+			Name: name, ClientConfig: cc, Rules: rules, NamespaceSelector: nsSel, ObjectSelector: objSel, SideEffects: none,
 			FailurePolicy: ptr.To(admissionregv1.Fail), TimeoutSeconds: &timeout, AdmissionReviewVersions: []string{"v1"},
 			ReinvocationPolicy: ptr.To(admissionregv1.IfNeededReinvocationPolicy)}}}
 		if _, err := b.Kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, c, metav1.CreateOptions{}); err != nil {
@@ -191,7 +198,7 @@ func (b *Bed) Add(ctx context.Context, k Kind, opts Options) (string, error) {
 			fp = opts.FailurePolicy
 		}
 		c := &admissionregv1.ValidatingWebhookConfiguration{ObjectMeta: meta, Webhooks: []admissionregv1.ValidatingWebhook{{
-			Name: name, ClientConfig: cc, Rules: rules, NamespaceSelector: nsSel, SideEffects: none,
+			Name: name, ClientConfig: cc, Rules: rules, NamespaceSelector: nsSel, ObjectSelector: objSel, SideEffects: none,
 			FailurePolicy: &fp, TimeoutSeconds: &timeout, AdmissionReviewVersions: []string{"v1"}}}}
 		if _, err := b.Kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, c, metav1.CreateOptions{}); err != nil {
 			return "", err
