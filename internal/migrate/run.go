@@ -227,6 +227,8 @@ func (r *Runner) schedule(ctx context.Context, p *Plan, idx []int, g *gates, res
 		select {
 		case e := <-done:
 			g.end(&p.Items[e.i], time.Now())
+			// Its PDBs and quota changed: read them again for the next.
+			delete(read, p.Items[e.i].Namespace)
 			results[e.i] = e.res
 			if e.res.Outcome == Failed {
 				allOK = false
