@@ -29,10 +29,14 @@ var (
 		Name: "meshaddon_guard_pods_total",
 		Help: "Pods the placement guard saw, by result (affinity, classic, unchanged, not-native, unmergeable).",
 	}, []string{"result"})
+	guardHealthy = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "meshaddon_guard_healthy",
+		Help: "1 when the placement guard's webhook serves as its configuration expects, 0 when not (old nodes then turn the mesh classic).",
+	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcilesTotal, revisionNative, envWritesTotal, podsByMode, guardPodsTotal)
+	metrics.Registry.MustRegister(reconcilesTotal, revisionNative, envWritesTotal, podsByMode, guardPodsTotal, guardHealthy)
 }
 
 func boolGauge(b bool) float64 {
