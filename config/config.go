@@ -37,3 +37,9 @@ func CRDObjects() ([]*apiextensionsv1.CustomResourceDefinition, error) {
 	}
 	return out, nil
 }
+
+// GuardWebhook is config/guard/webhook.yaml, the placement guard's
+// configuration in a cluster.
+//
+//go:embed guard/webhook.yaml
+var GuardWebhook []byte

@@ -179,6 +179,7 @@ func (h *GuardHealth) Start(ctx context.Context) error {
 		changed := !h.checked || problem != h.problem
 		h.checked, h.problem = true, problem
 		h.mu.Unlock()
+		guardHealthy.Set(boolGauge(problem == ""))
 		if changed {
 			log.FromContext(ctx).Info("placement guard health", "healthy", problem == "", "problem", problem)
 			select {

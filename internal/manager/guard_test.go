@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -145,6 +146,20 @@ func TestPlacementGuard(t *testing.T) {
 	p, _ = mk("guard-plain", "outside", nil)
 	if p.Spec.Affinity != nil {
 		t.Errorf("pod outside the mesh was placed: %+v", p.Spec.Affinity)
+	}
+	// kube-system, even labelled as a mesh namespace, is never touched.
+	label := func(v any) {
+		t.Helper()
+		patch := client.RawPatch(types.MergePatchType, []byte(fmt.Sprintf(`{"metadata":{"labels":{"istio.io/rev":%s}}}`, v)))
+		if err := cl.Patch(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-system"}}, patch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	label(`"asm-1-27"`)
+	t.Cleanup(func() { label("null") })
+	p, _ = mk("kube-system", "system-pod", nil)
+	if p.Spec.Affinity != nil {
+		t.Errorf("pod in kube-system was placed: %+v", p.Spec.Affinity)
 	}
 	p, _ = mk(meshNS, "mesh-own", nil)
 	if p.Spec.Affinity != nil {

@@ -74,6 +74,10 @@ type Options struct {
 	GuardWebhookCertDir string
 	// GuardConfiguration names the guard's MutatingWebhookConfiguration.
 	GuardConfiguration string
+	// GuardService, <name>.<namespace>, is the Service in front of the
+	// webhook in a cluster: without GuardWebhookCertDir the manager then
+	// issues and rotates the serving certificate itself (GuardCertIssuer).
+	GuardService string
 }
 
 // The metrics server asks the API server who a scraper is and whether it
@@ -121,6 +125,16 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 		},
 	}
 	guarding := o.GuardWebhookAddr != "" && o.GuardWebhookAddr != "0"
+	if o.GuardConfiguration == "" {
+		o.GuardConfiguration = GuardConfiguration
+	}
+	var issuer *GuardCertIssuer
+	if guarding && o.GuardService != "" && o.GuardWebhookCertDir == "" {
+		if issuer, err = newGuardCertIssuer(cfg, o); err != nil {
+			return nil, err
+		}
+		o.GuardWebhookCertDir = issuer.CertDir
+	}
 	if guarding {
 		host, port, err := net.SplitHostPort(o.GuardWebhookAddr)
 		if err != nil {
@@ -147,11 +161,12 @@ func New(cfg *rest.Config, o Options) (ctrl.Manager, error) {
 	var health *GuardHealth
 	changed := make(chan event.GenericEvent, 1)
 	if guarding {
-		name := o.GuardConfiguration
-		if name == "" {
-			name = GuardConfiguration
+		if issuer != nil {
+			if err := mgr.Add(issuer); err != nil {
+				return nil, err
+			}
 		}
-		health = &GuardHealth{Reader: mgr.GetAPIReader(), Configuration: name, Serving: o.GuardWebhookAddr, Interval: 500 * time.Millisecond, Changed: changed}
+		health = &GuardHealth{Reader: mgr.GetAPIReader(), Configuration: o.GuardConfiguration, Serving: o.GuardWebhookAddr, Interval: 500 * time.Millisecond, Changed: changed}
 		if err := mgr.Add(health); err != nil {
 			return nil, err
 		}

@@ -34,6 +34,10 @@ var (
 		Name: "meshaddon_guard_pods_total",
 		Help: "Pods the placement guard saw, by result (affinity, classic, unchanged, not-native, unmergeable).",
 	}, []string{"result"})
+	guardHealthy = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "meshaddon_guard_healthy",
+		Help: "1 when the placement guard's webhook serves as its configuration expects, 0 when not (old nodes then turn the mesh classic).",
+	})
 	// For config/monitoring's alerts and dashboard (issue 17).
 	oldNodes = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "meshaddon_old_nodes",
@@ -50,7 +54,7 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcilesTotal, revisionNative, envWritesTotal, envWouldWrite, podsByMode, guardPodsTotal, oldNodes, oldNodeSwitches, censusTime)
+	metrics.Registry.MustRegister(reconcilesTotal, revisionNative, envWritesTotal, envWouldWrite, podsByMode, guardPodsTotal, oldNodes, oldNodeSwitches, censusTime, guardHealthy)
 	// Every label value at 0 from the start: a series that appears only at
 	// its first increment makes rate() and increase() miss that increment,
 	// and a dashboard or alert cannot tell "none yet" from "not exported".

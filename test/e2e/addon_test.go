@@ -579,7 +579,11 @@ func checkManagerRBAC(t *testing.T) {
 		{[]string{"delete", "nodes"}, "no"},
 		{[]string{"get", "mutatingwebhookconfigurations.admissionregistration.k8s.io/" + manager.GuardConfiguration}, "yes"},
 		{[]string{"get", "mutatingwebhookconfigurations.admissionregistration.k8s.io/istio-sidecar-injector-asm-1-27-aks-istio-system"}, "no"},
-		{[]string{"patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/" + manager.GuardConfiguration}, "no"},
+		{[]string{"patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/" + manager.GuardConfiguration}, "yes"},
+		{[]string{"patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/istio-sidecar-injector-asm-1-27-aks-istio-system"}, "no"},
+		{[]string{"get", "secrets/" + manager.GuardCertSecret, "-n", "meshaddon-system"}, "yes"},
+		{[]string{"get", "secrets", "-n", "meshaddon-system"}, "no"},
+		{[]string{"update", "secrets/other", "-n", "meshaddon-system"}, "no"},
 		{[]string{"update", "meshprofiles.meshaddon.dev"}, "no"},
 		// The metrics server checks scrapers with the API server.
 		{[]string{"create", "tokenreviews.authentication.k8s.io"}, "yes"},
