@@ -30,3 +30,7 @@ func ClassicPod(native *corev1.Pod) *corev1.Pod {
 }
 
 const istioInitContainer = "istio-init"
+
+// GuardWebhook is the name of meshaddon's placement guard webhook (issue
+// 16): part of the mesh's own machinery, like Istio's injector.
+const GuardWebhook = "pods.guard.meshaddon.dev"

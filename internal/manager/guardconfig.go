@@ -26,7 +26,7 @@ func GuardWebhookConfiguration(name, meshNamespace string, cc admissionregistrat
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app.kubernetes.io/name": "meshaddon"}},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:         "pods.guard.meshaddon.dev",
+			Name:         inventory.GuardWebhook,
 			ClientConfig: cc,
 			Rules: []admissionregistrationv1.RuleWithOperations{{
 				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},

@@ -55,8 +55,9 @@ type PodWebhook struct {
 	TimeoutSeconds    *int32
 	// Service is where the API server calls it, when not by URL.
 	Service *admissionv1.ServiceReference
-	// Istio is true for the mesh's own injector.
-	Istio bool
+	// Mesh is true for the mesh's own webhooks: Istio's injector and
+	// meshaddon's placement guard. Findings name only the others.
+	Mesh bool
 }
 
 // Ignored is true when the API server goes on without the webhook when
@@ -138,7 +139,7 @@ func PodWebhooks(mutating []admissionv1.MutatingWebhookConfiguration, validating
 				out = append(out, PodWebhook{Kind: "MutatingWebhookConfiguration", Configuration: c.Name, Name: w.Name,
 					NamespaceSelector: w.NamespaceSelector, ObjectSelector: w.ObjectSelector, SideEffects: w.SideEffects,
 					FailurePolicy: w.FailurePolicy, TimeoutSeconds: w.TimeoutSeconds, Service: w.ClientConfig.Service,
-					Istio: istio || strings.HasPrefix(c.Name, "istio-")})
+					Mesh: istio || strings.HasPrefix(c.Name, "istio-") || w.Name == inventory.GuardWebhook})
 			}
 		}
 	}
@@ -613,7 +614,7 @@ func matchKey(whs []PodWebhook, podLabels map[string]string) string {
 func otherWebhooks(whs []PodWebhook) []PodWebhook {
 	var out []PodWebhook
 	for _, w := range whs {
-		if !w.Istio {
+		if !w.Mesh {
 			out = append(out, w)
 		}
 	}

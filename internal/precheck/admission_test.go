@@ -43,7 +43,7 @@ func TestPodWebhooksMatchAndGroupNamespaces(t *testing.T) {
 	if strings.Join(got, ",") != want {
 		t.Fatalf("PodWebhooks = %v\nwant %s", got, want)
 	}
-	if !whs[0].Istio || whs[1].Istio || whs[2].SupportsDryRun() || !whs[1].SupportsDryRun() {
+	if !whs[0].Mesh || whs[1].Mesh || whs[2].SupportsDryRun() || !whs[1].SupportsDryRun() {
 		t.Errorf("istio/dry-run flags wrong: %+v", whs)
 	}
 
