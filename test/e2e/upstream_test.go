@@ -13,6 +13,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/meshaddon/meshaddon/internal/testbed/cache"
 )
@@ -183,11 +184,38 @@ func TestUpstreamLayout(t *testing.T) {
 		if strings.Contains(r.stdout, "restart shop/") || strings.Contains(r.stdout, "restart legacy/") {
 			t.Errorf("migrate would restart while every revision is classic:\n%s", r)
 		}
+		// The old pool gone, Istio injects native again by itself: shop's
+		// classic pod is restarted, legacy's native one is not.
+		mustMeshaddon(t, "local", "nodepool", "delete", "old", "--name", cluster)
+		waitFor(t, time.Minute, "a plan restarting shop only", func(ctx context.Context) (bool, string) {
+			r := meshaddon(t, "migrate", "-A", "--dry-run", "--skip-precheck", "--kubeconfig", kcfg)
+			return strings.Contains(r.stdout, "restart shop/") && !strings.Contains(r.stdout, "legacy/"), r.String()
+		})
 	})
 
 	t.Run("observe mode wrote no istiod", func(t *testing.T) {
 		if after := istiodVersions(); after != before {
 			t.Errorf("istiod Deployments changed: %s, then %s", before, after)
+		}
+	})
+
+	t.Run(`the real istiod reads "1" as false, as precheck says`, func(t *testing.T) {
+		// Istio 1.27+ takes exactly true, false or auto (pilot/pkg/features
+		// pilot.go); every kubelet is 1.34 again, yet "1" means classic.
+		patch := `{"spec":{"template":{"spec":{"containers":[{"name":"discovery","env":[{"name":"ENABLE_NATIVE_SIDECARS","value":"1"}]}]}}}}`
+		if _, err := kc.AppsV1().Deployments("istio-system").Patch(ctx, "istiod-1-27-1", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitRollout(t, kc, "istio-system", "istiod-1-27-1")
+		if err := kc.CoreV1().Pods("shop").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=web"}); err != nil {
+			t.Fatal(err)
+		}
+		waitPods("shop", "istio-init")
+		rep, _ := runPrecheck(t, cluster)
+		inj := strings.Join(resultsOf(rep, "ENABLE_NATIVE_SIDECARS"), "\n")
+		if !strings.Contains(inj, `istiod-1-27-1: ENABLE_NATIVE_SIDECARS="1": "1" is not true, false or auto: istiod 1.27+ reads it as false`) ||
+			!strings.Contains(inj, "fail: istiod-1-27-1: ENABLE_NATIVE_SIDECARS=1: istiod injects classic sidecars") {
+			t.Errorf("precheck does not read \"1\" as the real istiod does:\n%s", inj)
 		}
 	})
 
