@@ -84,6 +84,11 @@ func ensureProfile(ctx context.Context, cl client.Client, spec Spec) (bool, erro
 		ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.MeshProfileName},
 		Spec:       v1alpha1.MeshProfileSpec{Revisions: spec.Revisions, NativeSidecarMode: "Auto", Origin: origin},
 	}
+	if spec.Upstream() {
+		// The manager finds upstream revisions itself; spec.revisions is
+		// the add-on's asm-1-NN list.
+		p.Spec.Revisions = nil
+	}
 	err := cl.Create(ctx, p)
 	if apierrors.IsAlreadyExists(err) {
 		return false, nil
@@ -150,29 +155,37 @@ func (t *Testbed) startAddon(ctx context.Context, cl client.Client, spec Spec) (
 	if err != nil {
 		return changes, err
 	}
-	started, err := t.manager(append([]string{
-		"--kubeconfig", t.Cluster.KubeconfigPath(),
-		"--policy", spec.Policy,
+	args := []string{"--kubeconfig", t.Cluster.KubeconfigPath()}
+	if spec.Upstream() {
+		args = append(args, "--layout", spec.Layout)
+	} else {
+		args = append(args, "--policy", spec.Policy)
+	}
+	if spec.Observe {
+		args = append(args, "--observe")
+	}
+	args = append(args, guard...)
+	started, err := t.manager(append(args,
 		"--feature-registration-delay", FeatureDelay.String(),
 		"--leader-election-namespace", ManagerNamespace,
 		"--leader-election-lease-duration", "6s",
-		"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(ports[0]),
-		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(ports[1]),
-	}, guard...)...).Start()
+		"--metrics-bind-address", "127.0.0.1:"+strconv.Itoa(ports[0]),
+		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(ports[1]),
+	)...).Start()
 	if err != nil {
 		return changes, err
 	}
 	if started {
 		changes = append(changes, fmt.Sprintf("started the add-on manager (metrics 127.0.0.1:%d, probes 127.0.0.1:%d)", ports[0], ports[1]))
 	}
-	return changes, waitReconciled(ctx, cl, 60*time.Second)
+	return changes, waitReconciled(ctx, cl, spec, 60*time.Second)
 }
 
 // waitReconciled waits until the manager has acted on the profile's current
 // generation and every istiod runs, rolled out, what it decided — as
 // `meshaddon reconcile` waits — so pods created after `local up` meet the
 // decided injection.
-func waitReconciled(ctx context.Context, cl client.Client, timeout time.Duration) error {
+func waitReconciled(ctx context.Context, cl client.Client, spec Spec, timeout time.Duration) error {
 	var p v1alpha1.MeshProfile
 	waiting := "the add-on manager to reconcile the MeshProfile"
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
@@ -182,7 +195,10 @@ func waitReconciled(ctx context.Context, cl client.Client, timeout time.Duration
 		if p.Status.ObservedGeneration != p.Generation || meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReconciled) == nil {
 			return false, nil
 		}
-		msg, done, err := platform.IstiodsSettled(ctx, cl, &p, mesh.Namespace)
+		if spec.Observe {
+			return true, nil // it writes nothing: nothing to settle
+		}
+		msg, done, err := platform.IstiodsSettled(ctx, cl, &p, spec.MeshNamespace())
 		if !done {
 			waiting = msg
 		}

@@ -9,9 +9,13 @@ import (
 	kerrors "k8s.io/apimachinery/pkg/util/errors"
 	"sigs.k8s.io/yaml"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/meshaddon/meshaddon/internal/meshdiscovery"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 	"github.com/meshaddon/meshaddon/internal/testbed/cache"
 	"github.com/meshaddon/meshaddon/internal/testbed/cluster"
+	"github.com/meshaddon/meshaddon/internal/testbed/mesh"
 	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
 )
 
@@ -45,6 +49,36 @@ type Spec struct {
 	// Audit keeps the API server's audit log of every write in the
 	// cluster's directory (cluster.AuditLogPath); only when it is created.
 	Audit bool `json:"audit,omitempty"`
+	// Layout is aks (default: asm-1-NN revisions in aks-istio-system) or
+	// upstream (upstream Istio's: istio-system, the default revision and
+	// free-form ones, revision tags; issue 15).
+	Layout string `json:"layout,omitempty"`
+	// Tags are upstream revision tags, TAG=REVISION.
+	Tags []string `json:"tags,omitempty"`
+	// Observe runs the manager with --observe: it never writes istiod.
+	Observe bool `json:"observe,omitempty"`
+}
+
+// Upstream reports whether the cluster has upstream Istio's layout.
+func (s *Spec) Upstream() bool { return s.Layout == string(meshdiscovery.LayoutUpstream) }
+
+// MeshNamespace is where the cluster's istiods run.
+func (s *Spec) MeshNamespace() string {
+	if s.Upstream() {
+		return mesh.UpstreamNamespace
+	}
+	return mesh.Namespace
+}
+
+// TagsOf are the tags pointing at revision.
+func (s *Spec) TagsOf(revision string) []string {
+	var out []string
+	for _, t := range s.Tags {
+		if name, rev, _ := strings.Cut(t, "="); rev == revision {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // DefaultSpec is one pool of three nodes at the API server's version and the
@@ -63,6 +97,9 @@ func DefaultSpec() Spec {
 // NewestRevision is the newest of the mesh revisions the cluster was
 // created with: what a command acting on one revision defaults to.
 func (s *Spec) NewestRevision() (string, error) {
+	if s.Upstream() && len(s.Revisions) > 0 {
+		return s.Revisions[len(s.Revisions)-1], nil
+	}
 	var newest *meshversion.Revision
 	for _, r := range s.Revisions {
 		if rev, err := meshversion.ParseRevision(r); err == nil && (newest == nil || !newest.AtLeast(rev)) {
@@ -120,14 +157,36 @@ func (s *Spec) Validate() error {
 		errs = append(errs, fmt.Errorf("at least one mesh revision is needed"))
 	}
 	revs := map[string]bool{}
+	if s.Layout != "" {
+		if _, err := meshdiscovery.ParseLayout(s.Layout); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, r := range s.Revisions {
-		if _, err := meshversion.ParseRevision(r); err != nil {
+		if s.Upstream() {
+			// Upstream revisions are free-form names (labels, and part of
+			// the istiod Deployment's name).
+			for _, msg := range validation.IsDNS1123Label(r) {
+				errs = append(errs, fmt.Errorf("invalid revision %q: %s", r, msg))
+			}
+		} else if _, err := meshversion.ParseRevision(r); err != nil {
 			errs = append(errs, err)
 		}
 		if revs[r] {
 			errs = append(errs, fmt.Errorf("mesh revision %q is given twice", r))
 		}
 		revs[r] = true
+	}
+	for _, t := range s.Tags {
+		name, rev, ok := strings.Cut(t, "=")
+		switch {
+		case !s.Upstream():
+			errs = append(errs, fmt.Errorf("revision tag %q: tags are upstream Istio's: add --layout upstream", t))
+		case !ok || len(validation.IsDNS1123Label(name)) > 0:
+			errs = append(errs, fmt.Errorf("invalid revision tag %q: want TAG=REVISION, e.g. prod=1-27-1", t))
+		case !revs[rev]:
+			errs = append(errs, fmt.Errorf("revision tag %q points at revision %q, which is not installed (--revision)", t, rev))
+		}
 	}
 	switch s.NativeSidecars {
 	case "true", "false", "unset":
@@ -169,6 +228,15 @@ func (s Spec) Diff(other Spec) []string {
 	}
 	if s.NewCluster != other.NewCluster {
 		d = append(d, fmt.Sprintf("new cluster %t, asked %t", s.NewCluster, other.NewCluster))
+	}
+	if s.Layout != other.Layout {
+		d = append(d, fmt.Sprintf("layout %s, asked %s", s.Layout, other.Layout))
+	}
+	if a, b := strings.Join(s.Tags, ","), strings.Join(other.Tags, ","); a != b {
+		d = append(d, fmt.Sprintf("tags %s, asked %s", a, b))
+	}
+	if s.Observe != other.Observe {
+		d = append(d, fmt.Sprintf("observe %t, asked %t", s.Observe, other.Observe))
 	}
 	if s.Policy != other.Policy {
 		d = append(d, fmt.Sprintf("policy %s, asked %s", s.Policy, other.Policy))

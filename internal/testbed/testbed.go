@@ -153,7 +153,7 @@ func (t *Testbed) Up(ctx context.Context, spec Spec) ([]string, error) {
 		if err := WaitInjection(ctx, clients.kube, rev, 2*time.Minute); err != nil {
 			return changes, fmt.Errorf("%w (istiod log: %s)", err, filepath.Join(t.Cluster.Dir, "istiod"))
 		}
-		if err := waitAvailable(ctx, clients.kube, "istiod-"+rev, time.Minute); err != nil {
+		if err := waitAvailable(ctx, clients.kube, spec.MeshNamespace(), mesh.IstiodName(rev), time.Minute); err != nil {
 			return changes, err
 		}
 	}
@@ -168,13 +168,13 @@ func (t *Testbed) Up(ctx context.Context, spec Spec) ([]string, error) {
 }
 
 // waitAvailable waits until the Deployment has an available replica.
-func waitAvailable(ctx context.Context, kube kubernetes.Interface, name string, timeout time.Duration) error {
+func waitAvailable(ctx context.Context, kube kubernetes.Interface, namespace, name string, timeout time.Duration) error {
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
-		d, err := kube.AppsV1().Deployments(mesh.Namespace).Get(ctx, name, metav1.GetOptions{})
+		d, err := kube.AppsV1().Deployments(namespace).Get(ctx, name, metav1.GetOptions{})
 		return err == nil && d.Status.AvailableReplicas > 0, nil
 	})
 	if err != nil {
-		return fmt.Errorf("deployment %s/%s is not available after %s", mesh.Namespace, name, timeout)
+		return fmt.Errorf("deployment %s/%s is not available after %s", namespace, name, timeout)
 	}
 	return nil
 }
@@ -239,7 +239,7 @@ func (t *Testbed) ApplyStages(ctx context.Context) error {
 	stages, err := stage.Build(stage.Options{
 		PodStartDelay: spec.PodStartDelay.Duration,
 		OldNodes:      nodepool.OldNodes(nodes),
-		RunnerPods:    []string{mesh.Namespace + "/istiod"},
+		RunnerPods:    []string{spec.MeshNamespace() + "/istiod"},
 	})
 	if err != nil {
 		return err
@@ -264,24 +264,29 @@ func (t *Testbed) InstallRevisions(ctx context.Context, bins cache.Binaries, rev
 	if err != nil {
 		return nil, err
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: mesh.Namespace}}
+	var spec Spec
+	if err := t.Cluster.LoadSpec(&spec); err != nil {
+		return nil, err
+	}
+	namespace := spec.MeshNamespace()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
 	if err := cl.ctrl.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("create namespace %s: %w", mesh.Namespace, err)
+		return nil, fmt.Errorf("create namespace %s: %w", namespace, err)
 	}
 	var changes []string
 	for _, rev := range revisions {
-		ports, err := t.revisionPorts(ctx, cl.kube, rev)
+		ports, err := t.revisionPorts(ctx, cl.kube, namespace, rev)
 		if err != nil {
 			return changes, err
 		}
-		objs, err := mesh.Render(ctx, bins.Path("istioctl"), rev)
+		objs, err := mesh.Render(ctx, bins.Path("istioctl"), rev, mesh.Layout{Upstream: spec.Upstream(), Namespace: namespace, Tags: spec.TagsOf(rev)})
 		if err != nil {
 			return changes, err
 		}
 		if err := mesh.Adjust(objs, ports, nativeSidecars); err != nil {
 			return changes, err
 		}
-		created, err := mesh.Install(ctx, cl.ctrl, objs)
+		created, err := mesh.Install(ctx, cl.ctrl, objs, namespace)
 		if err != nil {
 			return changes, fmt.Errorf("install %s: %w", rev, err)
 		}
@@ -293,8 +298,8 @@ func (t *Testbed) InstallRevisions(ctx context.Context, bins cache.Binaries, rev
 }
 
 // revisionPorts keeps an installed revision's ports, or picks free ones.
-func (t *Testbed) revisionPorts(ctx context.Context, kube kubernetes.Interface, rev string) (mesh.Ports, error) {
-	d, err := kube.AppsV1().Deployments(mesh.Namespace).Get(ctx, "istiod-"+rev, metav1.GetOptions{})
+func (t *Testbed) revisionPorts(ctx context.Context, kube kubernetes.Interface, namespace, rev string) (mesh.Ports, error) {
+	d, err := kube.AppsV1().Deployments(namespace).Get(ctx, mesh.IstiodName(rev), metav1.GetOptions{})
 	if err == nil {
 		return mesh.ParsePorts(d.Annotations[mesh.PortsAnnotation])
 	}
@@ -463,7 +468,7 @@ func (t *Testbed) Status(ctx context.Context) (*Status, error) {
 	if st.Pools, err = t.pools(cl.kube).List(ctx); err != nil {
 		return st, err
 	}
-	deps, err := cl.kube.AppsV1().Deployments(mesh.Namespace).List(ctx, metav1.ListOptions{LabelSelector: istiod.Label})
+	deps, err := cl.kube.AppsV1().Deployments(spec.MeshNamespace()).List(ctx, metav1.ListOptions{LabelSelector: istiod.Label})
 	if err != nil {
 		return st, err
 	}

@@ -32,7 +32,12 @@ func newRunnerCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			var spec testbed.Spec
+			if err := tb.Cluster.LoadSpec(&spec); err != nil {
+				return err
+			}
 			r := &runner.Runner{
+				Namespace:      spec.MeshNamespace(),
 				Client:         kube,
 				Kubeconfig:     tb.Cluster.KubeconfigPath(),
 				PilotDiscovery: bins.Path("pilot-discovery"),

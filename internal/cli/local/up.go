@@ -30,6 +30,9 @@ type UpOptions struct {
 	NewCluster     bool
 	Policy         string
 	ARM            bool
+	Layout         string
+	Tags           []string
+	Observe        bool
 
 	spec testbed.Spec
 }
@@ -74,6 +77,9 @@ to ~/.kube/config: use the kubeconfig file it prints.`,
 	cmd.Flags().BoolVar(&o.NewCluster, "new-cluster", false, "Set the mesh up as a new cluster's: native sidecars from the start when the versions qualify")
 	cmd.Flags().BoolVar(&o.Audit, "audit", false, "Keep the API server's audit log of every write in the cluster's directory (only when the cluster is created)")
 	cmd.Flags().BoolVar(&o.ARM, "arm", false, "Also serve a local Azure Resource Manager endpoint backed by the cluster, for --provider aks (see meshaddon local arm-env)")
+	cmd.Flags().StringVar(&o.Layout, "layout", "aks", "aks: asm-1-NN revisions in aks-istio-system, as the managed add-on; upstream: upstream Istio in istio-system (--revision default and free-form names, --tag)")
+	cmd.Flags().StringArrayVar(&o.Tags, "tag", nil, "Upstream revision tag TAG=REVISION, repeatable (e.g. prod=1-27-1)")
+	cmd.Flags().BoolVar(&o.Observe, "observe", false, "Run the manager with --observe: it decides and reports but never writes istiod")
 	cmd.Flags().StringVar(&o.Policy, "policy", def.Policy, "The manager's version policy: "+strings.Join(meshversion.PolicyNames(), " or "))
 	return cmd
 }
@@ -122,6 +128,15 @@ func (o *UpOptions) Complete(cmd *cobra.Command) error {
 	}
 	if f.Changed("audit") {
 		o.spec.Audit = o.Audit
+	}
+	if f.Changed("layout") {
+		o.spec.Layout = o.Layout
+	}
+	if f.Changed("tag") {
+		o.spec.Tags = o.Tags
+	}
+	if f.Changed("observe") {
+		o.spec.Observe = o.Observe
 	}
 	if f.Changed("arm") {
 		o.spec.ARM = o.ARM

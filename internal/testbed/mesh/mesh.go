@@ -31,6 +31,34 @@ import (
 // Namespace is where the add-on's control plane lives.
 const Namespace = "aks-istio-system"
 
+// UpstreamNamespace is where upstream Istio's control plane lives.
+const UpstreamNamespace = "istio-system"
+
+// UpstreamImageTag is the pilot image tag the upstream layout renders: the
+// Istio minor of the pinned istio.io/istio source (its VERSION file), which
+// is what the test bed's istiod runs, so discovery reads its version right.
+const UpstreamImageTag = "1.31-dev"
+
+// DefaultRevision is upstream Istio's revision of an install without one.
+const DefaultRevision = "default"
+
+// IstiodName is the istiod Deployment of revision: "istiod" for the
+// default revision, as Istio's chart names it, else istiod-<revision>.
+func IstiodName(revision string) string {
+	if revision == DefaultRevision {
+		return "istiod"
+	}
+	return "istiod-" + revision
+}
+
+// Layout is how a revision is rendered: the add-on's (Upstream false) or
+// upstream Istio's, in Namespace with Tags pointing at it.
+type Layout struct {
+	Upstream  bool
+	Namespace string
+	Tags      []string
+}
+
 // RevisionLabel names an object's mesh revision.
 const RevisionLabel = "istio.io/rev"
 
@@ -78,14 +106,28 @@ func FreePorts() (Ports, error) {
 }
 
 // Render runs istioctl to produce the control-plane manifests of revision.
-func Render(ctx context.Context, istioctl, revision string) ([]*unstructured.Unstructured, error) {
-	cmd := exec.CommandContext(ctx, istioctl, "manifest", "generate",
-		"--set", "profile=minimal",
-		"--set", "revision="+revision,
-		"--set", "values.global.istioNamespace="+Namespace,
+// Upstream, the default revision is rendered without one (as `istioctl
+// install` without --revision), tags through the chart's revisionTags, and
+// the image carries UpstreamImageTag.
+func Render(ctx context.Context, istioctl, revision string, l Layout) ([]*unstructured.Unstructured, error) {
+	ns := Namespace
+	args := []string{"manifest", "generate", "--set", "profile=minimal"}
+	if !l.Upstream || revision != DefaultRevision {
+		args = append(args, "--set", "revision="+revision)
+	}
+	if l.Upstream {
+		ns = l.Namespace
+		args = append(args, "--set", "values.global.tag="+UpstreamImageTag)
+		for i, t := range l.Tags {
+			args = append(args, "--set", fmt.Sprintf("values.revisionTags[%d]=%s", i, t))
+		}
+	}
+	args = append(args,
+		"--set", "values.global.istioNamespace="+ns,
 		"--set", "values.pilot.autoscaleEnabled=false",
 		"--set", "values.pilot.replicaCount=1",
 	)
+	cmd := exec.CommandContext(ctx, istioctl, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Dir = "/"
@@ -281,12 +323,12 @@ func setEnv(u *unstructured.Unstructured, value string) error {
 // the ones it created as "Kind/name". Objects that exist are left alone: the
 // add-on manager owns parts of them (istiod's env) and istiod owns others
 // (webhook caBundles), so re-running converges without undoing their work.
-func Install(ctx context.Context, c client.Client, objs []*unstructured.Unstructured) ([]string, error) {
+func Install(ctx context.Context, c client.Client, objs []*unstructured.Unstructured, namespace string) ([]string, error) {
 	var created []string
 	ordered := append(filterKind(objs, "CustomResourceDefinition", true), filterKind(objs, "CustomResourceDefinition", false)...)
 	for _, u := range ordered {
 		if u.GetNamespace() == "" && namespaced(u.GetKind()) {
-			u.SetNamespace(Namespace)
+			u.SetNamespace(namespace)
 		}
 		err := c.Create(ctx, u.DeepCopy())
 		switch {

@@ -54,6 +54,9 @@ type Runner struct {
 	// WorkDir holds one working directory per process and one log per
 	// Deployment.
 	WorkDir string
+	// Namespace holds the istiod Deployments (default aks-istio-system;
+	// istio-system on the upstream layout).
+	Namespace string
 
 	mu   sync.Mutex
 	deps map[string]*running // by Deployment name
@@ -89,7 +92,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	r.deps = map[string]*running{}
 	r.kick = make(chan struct{}, 1)
 	factory := informers.NewSharedInformerFactoryWithOptions(r.Client, 0,
-		informers.WithNamespace(mesh.Namespace),
+		informers.WithNamespace(r.namespace()),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = istiod.Label }))
 	deps := factory.Apps().V1().Deployments()
 	pods := factory.Core().V1().Pods()
@@ -111,9 +114,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		list, err := deps.Lister().Deployments(mesh.Namespace).List(labels.Everything())
+		list, err := deps.Lister().Deployments(r.namespace()).List(labels.Everything())
 		if err == nil {
-			r.reconcile(ctx, list, pods.Lister().Pods(mesh.Namespace).List)
+			r.reconcile(ctx, list, pods.Lister().Pods(r.namespace()).List)
 		}
 		select {
 		case <-ctx.Done():
@@ -122,6 +125,14 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// namespace is where the istiods run: Namespace, else the add-on's.
+func (r *Runner) namespace() string {
+	if r.Namespace != "" {
+		return r.Namespace
+	}
+	return mesh.Namespace
 }
 
 func (r *Runner) wake() {
