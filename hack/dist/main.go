@@ -8,9 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/meshaddon/meshaddon/internal/ship"
 )
@@ -43,13 +41,8 @@ func run(o ship.DistOptions) error {
 	if o.Dir, err = ship.ModuleRoot("."); err != nil {
 		return err
 	}
-	o.Created = time.Unix(0, 0)
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		sec, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a number of seconds", s)
-		}
-		o.Created = time.Unix(sec, 0)
+	if o.Created, err = ship.SourceDate(); err != nil {
+		return err
 	}
 	d, err := ship.BuildDist(context.Background(), o)
 	if err != nil {

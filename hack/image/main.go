@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"time"
 
 	"github.com/meshaddon/meshaddon/internal/ship"
 )
@@ -34,15 +32,8 @@ func run(o ship.ImageOptions, out string) error {
 	if o.Dir, err = ship.ModuleRoot("."); err != nil {
 		return err
 	}
-	// SOURCE_DATE_EPOCH is the reproducible-builds convention; without it
-	// the image is dated at the Unix epoch.
-	o.Created = time.Unix(0, 0)
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		sec, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a number of seconds", s)
-		}
-		o.Created = time.Unix(sec, 0)
+	if o.Created, err = ship.SourceDate(); err != nil {
+		return err
 	}
 	img, err := ship.BuildImage(context.Background(), o)
 	if err != nil {

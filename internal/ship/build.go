@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Version is the release the image, config/manager and the chart name. A
@@ -46,6 +48,21 @@ func Build(ctx context.Context, dir, pkg, goos, goarch, version, out string) err
 		return fmt.Errorf("go build %s for %s/%s: %w\n%s", pkg, goos, goarch, err, strings.TrimSpace(output.String()))
 	}
 	return nil
+}
+
+// SourceDate is when a release is dated: $SOURCE_DATE_EPOCH, the
+// reproducible-builds convention, else the Unix epoch, so two builds of one
+// commit are byte for byte the same.
+func SourceDate() (time.Time, error) {
+	s := os.Getenv("SOURCE_DATE_EPOCH")
+	if s == "" {
+		return time.Unix(0, 0), nil
+	}
+	sec, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q is not a number of seconds", s)
+	}
+	return time.Unix(sec, 0), nil
 }
 
 // ModuleRoot finds the directory holding go.mod at or above dir.
