@@ -362,17 +362,23 @@ func JudgeVPAs(vpas []VPA, tmpls []template) []Result {
 	return out
 }
 
-func checkHoldApplication(ctx context.Context, e *Env) ([]Result, error) {
-	mw, res, err := workloadsOrSkip(ctx, e)
-	if mw == nil {
-		return res, err
+// judgeTemplates runs judge over the templates migrate would restart and
+// their revisions' mesh configs: the shape of the lifecycle checks.
+func judgeTemplates(judge func([]template, map[string]string, map[string]RevisionConfig) []Result) func(context.Context, *Env) ([]Result, error) {
+	return func(ctx context.Context, e *Env) ([]Result, error) {
+		mw, res, err := workloadsOrSkip(ctx, e)
+		if mw == nil {
+			return res, err
+		}
+		rcs, err := e.RevisionConfigs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return judge(mw.templates, mw.revOf, rcs), nil
 	}
-	rcs, err := e.RevisionConfigs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return JudgeHold(mw.templates, mw.revOf, rcs), nil
 }
+
+var checkHoldApplication = judgeTemplates(JudgeHold)
 
 // effective is the ProxyConfig a template's pods get from revision rc,
 // and the annotation's parse error.
@@ -455,17 +461,7 @@ func holdResult(what string, rc RevisionConfig, where Result) Result {
 	return r
 }
 
-func checkShutdown(ctx context.Context, e *Env) ([]Result, error) {
-	mw, res, err := workloadsOrSkip(ctx, e)
-	if mw == nil {
-		return res, err
-	}
-	rcs, err := e.RevisionConfigs(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return JudgeShutdown(mw.templates, mw.revOf, rcs), nil
-}
+var checkShutdown = judgeTemplates(JudgeShutdown)
 
 // shutdownSettings names what of pc acts on the proxy's SIGTERM.
 func shutdownSettings(pc ProxyConfig) []string {
