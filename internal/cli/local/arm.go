@@ -1,11 +1,9 @@
 package local
 
 import (
+	"context"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -17,29 +15,15 @@ import (
 
 // newARMServerCommand is the local ARM endpoint daemon that `local up --arm` starts.
 func newARMServerCommand(streams genericiooptions.IOStreams) *cobra.Command {
-	var name string
-	cmd := &cobra.Command{
-		Use:    "arm-server",
-		Short:  "Serve the local Azure Resource Manager endpoint (started by `local up --arm`)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			tb, err := testbed.Open(name, streams.ErrOut)
-			if err != nil {
-				return err
-			}
+	return newDaemonCommand(streams, "arm-server", "Serve the local Azure Resource Manager endpoint (started by `local up --arm`)",
+		func(ctx context.Context, tb *testbed.Testbed) error {
 			srv, err := tb.ARMServer()
 			if err != nil {
 				return err
 			}
 			srv.Log = streams.ErrOut
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
 			return srv.Serve(ctx)
-		},
-	}
-	addNameFlag(cmd, &name)
-	return cmd
+		})
 }
 
 // newARMEnvCommand prints the exports that point `--provider aks` (or,

@@ -1,10 +1,8 @@
 package local
 
 import (
+	"context"
 	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
@@ -156,25 +154,14 @@ by a daemon of the test bed (stopped by local down); down and slow take --failur
 			return nil
 		},
 	}
-	serve := &cobra.Command{
-		Use:    "serve",
-		Short:  "Serve the hazard webhooks (started by local hazard add)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			tb, err := testbed.Open(name, streams.ErrOut)
-			if err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
+	serve := newDaemonCommand(streams, "serve", "Serve the hazard webhooks (started by local hazard add)",
+		func(ctx context.Context, tb *testbed.Testbed) error {
 			return hazard.ServerFor(tb.Cluster).Serve(ctx)
-		},
-	}
+		})
 	for _, c := range []*cobra.Command{add, remove} {
 		c.Flags().StringVarP(&namespace, "namespace", "n", "", "Namespace the hazard acts in")
 	}
-	for _, c := range []*cobra.Command{add, remove, list, serve} {
+	for _, c := range []*cobra.Command{add, remove, list} {
 		addNameFlag(c, &name)
 	}
 	cmd.AddCommand(add, remove, list, serve)

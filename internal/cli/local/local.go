@@ -3,9 +3,15 @@
 package local
 
 import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/meshaddon/meshaddon/internal/testbed"
 	"github.com/meshaddon/meshaddon/internal/testbed/cluster"
 )
 
@@ -39,4 +45,29 @@ are built once from the Go module proxy into $MESHADDON_CACHE (default ~/.cache/
 // addNameFlag adds --name, shared by every local command.
 func addNameFlag(cmd *cobra.Command, name *string) {
 	cmd.Flags().StringVar(name, "name", cluster.DefaultName, "Name of the local cluster")
+}
+
+// newDaemonCommand is a hidden command that `local` starts as a daemon of
+// the cluster --name (the istiod runner, the ARM endpoint, the hazard
+// webhooks): it opens the test bed and runs serve until SIGINT or SIGTERM,
+// which `local down` sends.
+func newDaemonCommand(streams genericiooptions.IOStreams, use, short string, serve func(context.Context, *testbed.Testbed) error) *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:    use,
+		Short:  short,
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			tb, err := testbed.Open(name, streams.ErrOut)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, tb)
+		},
+	}
+	addNameFlag(cmd, &name)
+	return cmd
 }

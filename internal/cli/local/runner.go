@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 
@@ -13,18 +14,9 @@ import (
 
 // newRunnerCommand is the istiod runner daemon that `local up` starts.
 func newRunnerCommand(streams genericiooptions.IOStreams) *cobra.Command {
-	var name string
-	cmd := &cobra.Command{
-		Use:    "runner",
-		Short:  "Run istiod for every istiod Deployment and install enabled revisions (started by `local up`)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			tb, err := testbed.Open(name, streams.ErrOut)
-			if err != nil {
-				return err
-			}
-			bins, err := tb.Binaries(cmd.Context())
+	return newDaemonCommand(streams, "runner", "Run istiod for every istiod Deployment and install enabled revisions (started by `local up`)",
+		func(ctx context.Context, tb *testbed.Testbed) error {
+			bins, err := tb.Binaries(ctx)
 			if err != nil {
 				return err
 			}
@@ -43,13 +35,10 @@ func newRunnerCommand(streams genericiooptions.IOStreams) *cobra.Command {
 				PilotDiscovery: bins.Path("pilot-discovery"),
 				WorkDir:        filepath.Join(tb.Cluster.Dir, "istiod"),
 			}
-			fmt.Fprintf(streams.ErrOut, "istiod runner for cluster %q\n", name)
+			fmt.Fprintf(streams.ErrOut, "istiod runner for cluster %q\n", tb.Cluster.Name)
 			// The runner also plays the platform installing istiod for a
 			// revision enabled in the MeshProfile (meshaddon mesh enable).
-			go tb.InstallEnabledRevisions(cmd.Context(), bins)
-			return r.Run(cmd.Context())
-		},
-	}
-	addNameFlag(cmd, &name)
-	return cmd
+			go tb.InstallEnabledRevisions(ctx, bins)
+			return r.Run(ctx)
+		})
 }
