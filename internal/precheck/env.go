@@ -204,7 +204,18 @@ func (e *Env) Nodes(ctx context.Context) ([]meshversion.Node, error) {
 		}
 		return c.Nodes(), nil
 	}
-	return load(e, "nodes", func() ([]meshversion.Node, error) { return inventory.Nodes(ctx, e.Kube) })
+	// From the one list of node objects the resource check reads too.
+	return load(e, "nodes", func() ([]meshversion.Node, error) {
+		objs, err := e.NodeObjects(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]meshversion.Node, len(objs))
+		for i := range objs {
+			out[i] = meshversion.NodeOf(&objs[i])
+		}
+		return out, nil
+	})
 }
 
 // Istiods are the istiod Deployments, by revision.
