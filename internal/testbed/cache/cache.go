@@ -180,7 +180,7 @@ func (c *Cache) ensure(ctx context.Context, comp Component, step string) (string
 	if err := os.MkdirAll(filepath.Join(c.Dir, "locks"), 0o755); err != nil {
 		return "", fmt.Errorf("cache directory %s cannot be written: %w; set %s to a writable directory", c.Dir, err, EnvCacheDir)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(c.Dir, "locks", comp.key()+".lock"))
+	unlock, err := LockFile(ctx, filepath.Join(c.Dir, "locks", comp.key()+".lock"))
 	if err != nil {
 		return "", fmt.Errorf("lock the cache for %s: %w", comp.Name, err)
 	}
@@ -195,8 +195,9 @@ func (c *Cache) ensure(ctx context.Context, comp Component, step string) (string
 	return dir, nil
 }
 
-// lockFile takes an exclusive flock, polling so that ctx can cancel the wait.
-func lockFile(ctx context.Context, name string) (func(), error) {
+// LockFile takes an exclusive flock on name, polling so that ctx can cancel
+// the wait; the returned func releases it.
+func LockFile(ctx context.Context, name string) (func(), error) {
 	f, err := os.OpenFile(name, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err

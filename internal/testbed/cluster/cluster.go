@@ -313,8 +313,20 @@ func (c *Cluster) Start(ctx context.Context, bins cache.Binaries, apiserverPort 
 		if err := os.WriteFile(confPath, conf, 0o600); err != nil {
 			return false, err
 		}
-		if err := c.kwokctl(ctx, bins, log, "create", "cluster", "--name", c.Name, "--runtime", "binary",
-			"--config", confPath, "--kubeconfig", "", "--wait", "60s"); err != nil {
+		// Every kwokctl picks its components' ports counting down from
+		// 32767 and checks each is free only by binding it for a moment
+		// (sigs.k8s.io/kwok pkg/utils/net GetUnusedPort), so two clusters
+		// created at once pick the same ports: one apiserver then answers
+		// for both, or one etcd holds both clusters' objects. Creations on
+		// this machine take turns until each one's components are serving.
+		unlock, err := cache.LockFile(ctx, filepath.Join(os.TempDir(), "meshaddon-kwokctl-create.lock"))
+		if err != nil {
+			return false, fmt.Errorf("wait for another test bed cluster to finish starting: %w", err)
+		}
+		err = c.kwokctl(ctx, bins, log, "create", "cluster", "--name", c.Name, "--runtime", "binary",
+			"--config", confPath, "--kubeconfig", "", "--wait", "60s")
+		unlock()
+		if err != nil {
 			return false, err
 		}
 	}
