@@ -43,16 +43,26 @@ type failOpenWatch struct {
 }
 
 func (e *Env) watchFailOpen(ctx context.Context, webhooks []PodWebhook) *failOpenWatch {
-	w := &failOpenWatch{e: e}
-	for _, wh := range webhooks {
-		if wh.Ignored() {
-			w.ignored = append(w.ignored, wh)
-		}
-	}
+	w := &failOpenWatch{e: e, ignored: mayFailOpen(webhooks)}
 	if len(w.ignored) > 0 {
 		w.before, w.err = e.failOpenCounts(ctx)
 	}
 	return w
+}
+
+// mayFailOpen are the webhooks the API server goes on without, other than
+// the mesh's own: those are judged elsewhere (an injector that did not
+// answer leaves the probe without istio-proxy; the placement guard's health
+// is its own check), and timing alone cannot tell them from the webhook
+// that made a dry run slow.
+func mayFailOpen(webhooks []PodWebhook) []PodWebhook {
+	var out []PodWebhook
+	for _, wh := range webhooks {
+		if wh.Ignored() && !wh.Mesh {
+			out = append(out, wh)
+		}
+	}
+	return out
 }
 
 // silent are the ignored webhooks seen not to answer a dry run that took

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -151,4 +152,21 @@ func waitServer(t *testing.T, srv hazard.Server) []byte {
 		t.Fatalf("the hazard server never answered: %v", err)
 	}
 	return ca
+}
+
+// The mesh's own webhooks (Istio's injector, the placement guard) are never
+// blamed for a slow dry run (TestPrecheckAndStatus's slow webhook once
+// named the guard): with failurePolicy Ignore and a timeout shorter than
+// the run, only the other webhook is named.
+func TestFailOpenLeavesMeshWebhooksOut(t *testing.T) {
+	ignore := ptr.To(admissionv1.Ignore)
+	guard := PodWebhook{Kind: "MutatingWebhookConfiguration", Configuration: "meshaddon-placement-guard", Name: "pods.guard.meshaddon.dev",
+		FailurePolicy: ignore, TimeoutSeconds: ptr.To[int32](2), Mesh: true}
+	slow := PodWebhook{Kind: "ValidatingWebhookConfiguration", Configuration: "slow", Name: "slow.example.com", FailurePolicy: ignore, TimeoutSeconds: ptr.To[int32](5)}
+	strict := PodWebhook{Kind: "ValidatingWebhookConfiguration", Configuration: "strict", Name: "strict.example.com", TimeoutSeconds: ptr.To[int32](1)}
+	w := &failOpenWatch{e: &Env{}, ignored: mayFailOpen([]PodWebhook{guard, slow, strict}), err: errors.New("metrics not readable in this test")}
+	got, why := w.silent(context.Background(), 6*time.Second)
+	if len(got) != 1 || got[0].Name != slow.Name {
+		t.Errorf("blamed %v, want only %s (%s)", got, slow.Name, why)
+	}
 }
