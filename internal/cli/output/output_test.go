@@ -20,7 +20,9 @@ type row struct {
 	Note      string `json:"note,omitempty"`
 }
 
-func (r row) ref() ObjectRef { return ObjectRef{APIVersion: "v1", Kind: "Pod", Namespace: r.Namespace, Name: r.Name} }
+func (r row) ref() ObjectRef {
+	return ObjectRef{APIVersion: "v1", Kind: "Pod", Namespace: r.Namespace, Name: r.Name}
+}
 
 // flags parses args into a command's -o as cobra would.
 func flags(t *testing.T, o Options, args ...string) (*Flags, error) {
@@ -42,7 +44,7 @@ func mustFlags(t *testing.T, o Options, args ...string) *Flags {
 	return f
 }
 
-func print(t *testing.T, f *Flags, v any, refs ...ObjectRef) string {
+func printOut(t *testing.T, f *Flags, v any, refs ...ObjectRef) string {
 	t.Helper()
 	var b bytes.Buffer
 	if err := f.Print(&b, v, refs...); err != nil {
@@ -114,7 +116,7 @@ func TestHumanFormats(t *testing.T) {
 	}
 	// --template alone is -o go-template, as on kubectl.
 	f := mustFlags(t, Options{}, "--template", "{{len .items}}")
-	if got := print(t, f, rows); got != "2" {
+	if got := printOut(t, f, rows); got != "2" {
 		t.Errorf("--template: %q", got)
 	}
 }
@@ -136,14 +138,14 @@ func TestPrintArray(t *testing.T) {
 		{[]string{"-o", "yaml"}, "- count: 1500000000\n  mode: native\n  name: web\n  namespace: a\n- count: 0\n  mode: classic\n  name: db\n  namespace: b\n"},
 	} {
 		f := mustFlags(t, Options{Names: true, NoHeaders: true}, c.args...)
-		if got := print(t, f, rows, rows[0].ref(), rows[1].ref()); got != c.want {
+		if got := printOut(t, f, rows, rows[0].ref(), rows[1].ref()); got != c.want {
 			t.Errorf("%v:\ngot  %q\nwant %q", c.args, got, c.want)
 		}
 	}
 	f := mustFlags(t, Options{}, "-o", "json")
 	want := "[\n    {\n        \"namespace\": \"a\",\n        \"name\": \"web\",\n        \"mode\": \"native\",\n        \"count\": 1500000000\n    },\n" +
 		"    {\n        \"namespace\": \"b\",\n        \"name\": \"db\",\n        \"mode\": \"classic\",\n        \"count\": 0\n    }\n]\n"
-	if got := print(t, f, rows); got != want {
+	if got := printOut(t, f, rows); got != want {
 		t.Errorf("json keeps the array and the fields' order:\n%s", got)
 	}
 }
@@ -169,7 +171,7 @@ func TestPrintObject(t *testing.T) {
 		{single, []string{"-o", "yaml"}, "version: v1.2.3\n"},
 	} {
 		f := mustFlags(t, Options{}, c.args...)
-		if got := print(t, f, c.v); got != c.want {
+		if got := printOut(t, f, c.v); got != c.want {
 			t.Errorf("%v:\ngot  %q\nwant %q", c.args, got, c.want)
 		}
 	}
