@@ -209,9 +209,12 @@ func unstructuredOf(data []byte) (runtime.Object, error) {
 	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '[' {
 		data = listJSON(data)
 	}
-	var m map[string]any
+	m := map[string]any{} // null reads as an empty object
 	if err := utiljson.Unmarshal(data, &m); err != nil {
 		return nil, err
+	}
+	if m == nil {
+		m = map[string]any{}
 	}
 	items, ok := m["items"].([]any)
 	if !ok {

@@ -260,3 +260,17 @@ func TestTablePages(t *testing.T) {
 		t.Errorf("escape sequence printed: %q", b.String())
 	}
 }
+
+// null (a nil slice or pointer) prints as null and reads as an empty object.
+func TestPrintNull(t *testing.T) {
+	var none []row
+	if got := printOut(t, mustFlags(t, Options{}, "-o", "json"), none); got != "null\n" {
+		t.Errorf("json: %q", got)
+	}
+	if got := printOut(t, mustFlags(t, Options{}, "-o", "jsonpath={.items[*].name}"), none); got != "" {
+		t.Errorf("jsonpath: %q", got)
+	}
+	if got := printOut(t, mustFlags(t, Options{}, "-o", "custom-columns=NAME:.name"), none); got != "NAME\n<none>\n" {
+		t.Errorf("custom-columns: %q", got)
+	}
+}

@@ -213,6 +213,9 @@ func (o *Options) runWorkloads(ctx context.Context, list inventory.ListOptions) 
 		ws = kept
 	}
 	if !o.Output.Human() {
+		if ws == nil {
+			ws = []inventory.WorkloadSummary{} // an empty array, not null
+		}
 		refs := make([]output.ObjectRef, len(ws))
 		for i, w := range ws {
 			refs[i] = output.Workload(w.Kind, w.Namespace, w.Name)
