@@ -33,6 +33,7 @@ func TestOutputFormats(t *testing.T) {
 		cmd := NewCommand(flags, streams)
 		cmd.SetArgs(append(args, "--wait", "0"))
 		cmd.SetContext(context.Background())
+		cmd.SilenceUsage, cmd.SilenceErrors = true, true
 		err := cmd.Execute()
 		// A failed check is exit 1 with the report printed: fine here.
 		if err != nil && !errors.Is(err, exitcode.ErrReported) {
@@ -82,6 +83,7 @@ func TestOutputFormats(t *testing.T) {
 			t.Errorf("item %d %+v is not finding %d of the groups", i, it, i)
 		}
 	}
+	t.Logf("%d findings in %d groups", len(rows), len(rep.Groups))
 	if len(rep.Items) != len(rows) {
 		t.Errorf("%d items for %d findings", len(rep.Items), len(rows))
 	}
