@@ -381,11 +381,11 @@ func TestPrecheckAndStatus(t *testing.T) {
 			args []string
 			want string
 		}{
-			{[]string{"status", "-o", "xml"}, "unknown output format"},
+			{[]string{"status", "-o", "xml"}, `unable to match a printer suitable for the output format "xml", allowed formats are:`},
 			{[]string{"status", "-l", "app in (a"}, "invalid selector"},
 			{[]string{"status", "-n", "nosuch"}, `namespace "nosuch" does not exist`},
 			{[]string{"status", "--mode", "half"}, "want native, classic or none"},
-			{[]string{"precheck", "-o", "xml"}, "unknown output format"},
+			{[]string{"precheck", "-o", "xml"}, `unable to match a printer suitable for the output format "xml", allowed formats are:`},
 			{[]string{"precheck", "--wait", "-1s"}, "--wait must not be negative"},
 		} {
 			r := meshaddon(t, append(c.args, "--kubeconfig", kcfg)...)

@@ -68,8 +68,10 @@ func addNameFlag(cmd *cobra.Command, name *string) {
 	})
 }
 
-func addOutputFlag(cmd *cobra.Command, format *string, def string) {
-	cmd.Flags().StringVarP(format, "output", "o", def, "Output format: json, yaml or table")
+// addOutputFlag is -o: json by default for one feature, as az feature show
+// prints it; table as az's -o table.
+func addOutputFlag(cmd *cobra.Command, def string) *output.Flags {
+	return output.Add(cmd, output.Options{Default: def, Human: []string{"table"}, NoHeaders: true})
 }
 
 // canonicalName accepts a known feature in any case and returns its spelling.
@@ -82,7 +84,8 @@ func canonicalName(name string) (string, error) {
 }
 
 func newChangeCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams, verb, desired string) *cobra.Command {
-	var name, format string
+	var name string
+	var format *output.Flags
 	var az aks.Flags
 	cmd := &cobra.Command{
 		Use:     verb,
@@ -94,8 +97,8 @@ func newChangeCommand(flags *genericclioptions.ConfigFlags, streams genericioopt
 			if err != nil {
 				return err
 			}
-			if err := output.Validate(format, "json", "yaml", "table"); err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
+			if err := format.Validate(); err != nil {
+				return err
 			}
 			p, err := az.Open()
 			if err != nil {
@@ -125,13 +128,14 @@ func newChangeCommand(flags *genericclioptions.ConfigFlags, streams genericioopt
 		},
 	}
 	addNameFlag(cmd, &name)
-	addOutputFlag(cmd, &format, "json")
+	format = addOutputFlag(cmd, "json")
 	az.Add(cmd)
 	return cmd
 }
 
 func newShowCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	var name, format string
+	var name string
+	var format *output.Flags
 	var waitFor bool
 	var timeout time.Duration
 	var az aks.Flags
@@ -149,8 +153,8 @@ long it waited and what to do.`,
 			if err != nil {
 				return err
 			}
-			if err := output.Validate(format, "json", "yaml", "table"); err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
+			if err := format.Validate(); err != nil {
+				return err
 			}
 			var get func(ctx context.Context) (Feature, *v1alpha1.FeatureRegistration, error)
 			p, err := az.Open()
@@ -196,7 +200,7 @@ long it waited and what to do.`,
 		},
 	}
 	addNameFlag(cmd, &name)
-	addOutputFlag(cmd, &format, "json")
+	format = addOutputFlag(cmd, "json")
 	cmd.Flags().BoolVar(&waitFor, "wait", false, "Wait until the feature is Registered")
 	cmd.Flags().DurationVar(&timeout, "timeout", 15*time.Minute, "How long --wait waits")
 	az.Add(cmd)
@@ -204,15 +208,15 @@ long it waited and what to do.`,
 }
 
 func newListCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
-	var format string
+	var format *output.Flags
 	var az aks.Flags
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List every known feature and its state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := output.Validate(format, "json", "yaml", "table"); err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
+			if err := format.Validate(); err != nil {
+				return err
 			}
 			p, err := az.Open()
 			if err != nil {
@@ -242,31 +246,31 @@ func newListCommand(flags *genericclioptions.ConfigFlags, streams genericiooptio
 			return printFeatureList(streams, format, features, regs)
 		},
 	}
-	addOutputFlag(cmd, &format, "table")
+	format = addOutputFlag(cmd, "")
 	az.Add(cmd)
 	return cmd
 }
 
 // printFeatures writes one feature as an object, as az feature show does.
-func printFeatures(streams genericiooptions.IOStreams, format string, features []Feature, regs []*v1alpha1.FeatureRegistration) error {
-	if ok, err := output.Structured(streams.Out, format, features[0]); ok {
-		return err
+func printFeatures(streams genericiooptions.IOStreams, format *output.Flags, features []Feature, regs []*v1alpha1.FeatureRegistration) error {
+	if !format.Human() {
+		return format.Print(streams.Out, features[0])
 	}
-	return featureTable(streams, features, regs)
+	return featureTable(streams, format, features, regs)
 }
 
 // printFeatureList writes features as a list, as az feature list does.
-func printFeatureList(streams genericiooptions.IOStreams, format string, features []Feature, regs []*v1alpha1.FeatureRegistration) error {
+func printFeatureList(streams genericiooptions.IOStreams, format *output.Flags, features []Feature, regs []*v1alpha1.FeatureRegistration) error {
 	if features == nil {
 		features = []Feature{}
 	}
-	if ok, err := output.Structured(streams.Out, format, features); ok {
-		return err
+	if !format.Human() {
+		return format.Print(streams.Out, features)
 	}
-	return featureTable(streams, features, regs)
+	return featureTable(streams, format, features, regs)
 }
 
-func featureTable(streams genericiooptions.IOStreams, features []Feature, regs []*v1alpha1.FeatureRegistration) error {
+func featureTable(streams genericiooptions.IOStreams, format *output.Flags, features []Feature, regs []*v1alpha1.FeatureRegistration) error {
 	rows := make([][]string, len(features))
 	for i, f := range features {
 		applied, refreshed := "-", "never"
@@ -280,5 +284,5 @@ func featureTable(streams genericiooptions.IOStreams, features []Feature, regs [
 		}
 		rows[i] = []string{f.Name, f.Properties.State, applied, refreshed}
 	}
-	return output.Table(streams.Out, []string{"NAME", "STATE", "APPLIED", "REFRESHED"}, rows)
+	return format.Table(streams.Out, output.Column{Name: "NAME"}, output.Column{Name: "STATE"}, output.Column{Name: "APPLIED"}, output.Column{Name: "REFRESHED"}).Page(rows)
 }

@@ -1,15 +1,15 @@
 package local
 
 import (
-	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/cli-runtime/pkg/printers"
 
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
+	"github.com/meshaddon/meshaddon/internal/cli/output"
 	"github.com/meshaddon/meshaddon/internal/testbed"
 	"github.com/meshaddon/meshaddon/internal/testbed/nodepool"
 )
@@ -110,7 +110,7 @@ func newNodepoolCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	start := simple("start", "Start a stopped node pool", func(m *nodepool.Manager, cmd *cobra.Command, p string) error { return m.Start(cmd.Context(), p) })
 	del := simple("delete", "Delete a node pool and its nodes", func(m *nodepool.Manager, cmd *cobra.Command, p string) error { return m.Delete(cmd.Context(), p) })
 
-	var output string
+	var out *output.Flags
 	list := &cobra.Command{
 		Use:     "list",
 		Short:   "List the node pools",
@@ -118,8 +118,8 @@ func newNodepoolCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		Example: "  meshaddon local nodepool list -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "" && output != "json" {
-				return exitcode.Wrap(exitcode.Usage, fmt.Errorf("unknown output format %q: want json, or nothing for a table", output))
+			if err := out.Validate(); err != nil {
+				return err
 			}
 			m, err := pools(cmd)
 			if err != nil {
@@ -129,20 +129,18 @@ func newNodepoolCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				data, _ := json.MarshalIndent(ps, "", "  ")
-				fmt.Fprintln(streams.Out, string(data))
-				return nil
+			if !out.Human() {
+				return out.Print(streams.Out, ps)
 			}
-			w := printers.GetNewTabWriter(streams.Out)
-			fmt.Fprintln(w, "NAME\tVERSIONS\tNODES\tREADY\tPOWER")
-			for _, p := range ps {
-				fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", p.Name, strings.Join(p.Versions, ","), p.Nodes, p.Ready, p.PowerState())
+			rows := make([][]string, len(ps))
+			for i, p := range ps {
+				rows[i] = []string{p.Name, strings.Join(p.Versions, ","), strconv.Itoa(p.Nodes), strconv.Itoa(p.Ready), p.PowerState()}
 			}
-			return w.Flush()
+			return out.Table(streams.Out, output.Column{Name: "NAME"}, output.Column{Name: "VERSIONS"}, output.Column{Name: "NODES"},
+				output.Column{Name: "READY"}, output.Column{Name: "POWER"}).Page(rows)
 		},
 	}
-	list.Flags().StringVarP(&output, "output", "o", "", "Output format: json")
+	out = output.Add(list, output.Options{NoHeaders: true})
 	cmd.AddCommand(add, upgrade, stop, start, del, list)
 	return cmd
 }

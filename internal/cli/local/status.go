@@ -1,20 +1,20 @@
 package local
 
 import (
-	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/cli-runtime/pkg/printers"
 
-	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
+	"github.com/meshaddon/meshaddon/internal/cli/output"
 	"github.com/meshaddon/meshaddon/internal/testbed"
 )
 
 func newStatusCommand(streams genericiooptions.IOStreams) *cobra.Command {
-	var name, output string
+	var name string
+	var out *output.Flags
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the local cluster's processes, node pools and mesh revisions",
@@ -23,8 +23,8 @@ func newStatusCommand(streams genericiooptions.IOStreams) *cobra.Command {
   meshaddon local status -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "" && output != "json" {
-				return exitcode.Wrap(exitcode.Usage, fmt.Errorf("unknown output format %q: want json, or nothing for a table", output))
+			if err := out.Validate(); err != nil {
+				return err
 			}
 			tb, err := testbed.Open(name, streams.ErrOut)
 			if err != nil {
@@ -34,24 +34,18 @@ func newStatusCommand(streams genericiooptions.IOStreams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				data, err := json.MarshalIndent(st, "", "  ")
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(streams.Out, string(data))
-				return nil
+			if !out.Human() {
+				return out.Print(streams.Out, st)
 			}
-			printStatus(streams, st)
-			return nil
+			return printStatus(streams, st)
 		},
 	}
 	addNameFlag(cmd, &name)
-	cmd.Flags().StringVarP(&output, "output", "o", "", "Output format: json")
+	out = output.Add(cmd, output.Options{})
 	return cmd
 }
 
-func printStatus(streams genericiooptions.IOStreams, st *testbed.Status) {
+func printStatus(streams genericiooptions.IOStreams, st *testbed.Status) error {
 	health := "not responding"
 	if st.Healthy {
 		health = "healthy"
@@ -61,28 +55,29 @@ func printStatus(streams genericiooptions.IOStreams, st *testbed.Status) {
 		fmt.Fprintf(streams.Out, "ARM:        %s (eval \"$(meshaddon local arm-env --name %s)\")\n", st.ARMEndpoint, st.Name)
 	}
 	fmt.Fprintln(streams.Out)
-	w := printers.GetNewTabWriter(streams.Out)
-	fmt.Fprintln(w, "COMPONENT\tPID\tSTATE")
+	var rows [][]string
 	for _, c := range st.Components {
 		state := "stopped"
 		if c.Running {
 			state = "running"
 		}
-		fmt.Fprintf(w, "%s\t%d\t%s\n", c.Name, c.PID, state)
+		rows = append(rows, []string{c.Name, strconv.Itoa(c.PID), state})
 	}
-	_ = w.Flush()
+	if err := output.PrintTable(streams.Out, []string{"COMPONENT", "PID", "STATE"}, rows); err != nil {
+		return err
+	}
 	fmt.Fprintln(streams.Out)
-	w = printers.GetNewTabWriter(streams.Out)
-	fmt.Fprintln(w, "POOL\tVERSIONS\tNODES\tREADY\tPOWER")
+	rows = nil
 	for _, p := range st.Pools {
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", p.Name, strings.Join(p.Versions, ","), p.Nodes, p.Ready, p.PowerState())
+		rows = append(rows, []string{p.Name, strings.Join(p.Versions, ","), strconv.Itoa(p.Nodes), strconv.Itoa(p.Ready), p.PowerState()})
 	}
-	_ = w.Flush()
+	if err := output.PrintTable(streams.Out, []string{"POOL", "VERSIONS", "NODES", "READY", "POWER"}, rows); err != nil {
+		return err
+	}
 	fmt.Fprintln(streams.Out)
-	w = printers.GetNewTabWriter(streams.Out)
-	fmt.Fprintln(w, "REVISION\tAVAILABLE\tENABLE_NATIVE_SIDECARS\tPORTS")
+	rows = nil
 	for _, r := range st.Revisions {
-		fmt.Fprintf(w, "%s\t%t\t%s\t%s\n", r.Revision, r.Available, r.NativeSidecars, r.Ports)
+		rows = append(rows, []string{r.Revision, strconv.FormatBool(r.Available), r.NativeSidecars, r.Ports})
 	}
-	_ = w.Flush()
+	return output.PrintTable(streams.Out, []string{"REVISION", "AVAILABLE", "ENABLE_NATIVE_SIDECARS", "PORTS"}, rows)
 }

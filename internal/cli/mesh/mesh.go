@@ -29,7 +29,7 @@ func NewCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.I
 		Short: "Enable or disable mesh revisions and show them",
 		Args:  cobra.NoArgs,
 	}
-	var revision, format string
+	var revision string
 	enable := &cobra.Command{
 		Use:     "enable",
 		Short:   "Add a mesh revision to the MeshProfile (the platform installs its istiod)",
@@ -83,13 +83,17 @@ func NewCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.I
 	}
 	disable.Flags().StringVar(&disableRevision, "revision", "", "The revision to remove (default: all)")
 
+	var out *output.Flags
 	get := &cobra.Command{
 		Use:   "get-revisions",
 		Short: "Show the enabled revisions and how each injects",
-		Args:  cobra.NoArgs,
+		Long: `Show the enabled revisions and how each injects. -o json and yaml print the MeshProfile's
+status.revisions; jsonpath, go-template and custom-columns read them as kubectl's List:
+-o jsonpath='{.items[*].name}'.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := output.Validate(format, "table", "json", "yaml"); err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
+			if err := out.Validate(); err != nil {
+				return err
 			}
 			c, err := kube.NewClients(flags)
 			if err != nil {
@@ -99,8 +103,8 @@ func NewCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.I
 			if err != nil {
 				return err
 			}
-			if ok, err := output.Structured(streams.Out, format, p.Status.Revisions); ok {
-				return err
+			if !out.Human() {
+				return out.Print(streams.Out, p.Status.Revisions)
 			}
 			rows := [][]string{}
 			for _, rev := range p.Spec.Revisions {
@@ -112,10 +116,10 @@ func NewCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.I
 				}
 				rows = append(rows, []string{rev, mode, reason})
 			}
-			return output.Table(streams.Out, []string{"REVISION", "SIDECARS", "REASON"}, rows)
+			return out.Table(streams.Out, output.Column{Name: "REVISION"}, output.Column{Name: "SIDECARS"}, output.Column{Name: "REASON"}).Page(rows)
 		},
 	}
-	get.Flags().StringVarP(&format, "output", "o", "table", "Output format: table, json or yaml")
+	out = output.Add(get, output.Options{Human: []string{"table"}, NoHeaders: true})
 	cmd.AddCommand(enable, disable, get)
 	return cmd
 }

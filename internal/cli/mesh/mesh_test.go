@@ -2,17 +2,23 @@ package mesh_test
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
@@ -125,5 +131,63 @@ func TestEditRetriesWhenStatusChanges(t *testing.T) {
 	}
 	if patches != 3 {
 		t.Errorf("%d patches, want 3 (two conflicts, then the write)", patches)
+	}
+}
+
+// get-revisions' -o: json prints status.revisions as the array it is;
+// jsonpath and custom-columns read it as kubectl's List.
+func TestGetRevisionsOutput(t *testing.T) {
+	ctx := context.Background()
+	p := &v1alpha1.MeshProfile{ObjectMeta: metav1.ObjectMeta{Name: v1alpha1.MeshProfileName}, Spec: v1alpha1.MeshProfileSpec{Revisions: []string{"asm-1-26", "asm-1-27"}}}
+	if err := cl.Create(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Delete(ctx, p) })
+	p.Status.Revisions = []v1alpha1.RevisionStatus{
+		{Name: "asm-1-26", Mode: "classic", Reason: "OldNodes", Message: "pool old"},
+		{Name: "asm-1-27", Mode: "native", Reason: "Capable", Message: "every node"},
+	}
+	if err := cl.Status().Update(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	kcfg := filepath.Join(t.TempDir(), "kubeconfig")
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: restCfg.Host, CertificateAuthorityData: restCfg.CAData}
+	kc.AuthInfos["envtest"] = &clientcmdapi.AuthInfo{ClientCertificateData: restCfg.CertData, ClientKeyData: restCfg.KeyData, Token: restCfg.BearerToken}
+	kc.Contexts["envtest"] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: "envtest"}
+	kc.CurrentContext = "envtest"
+	if err := clientcmd.WriteToFile(*kc, kcfg); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		flags := genericclioptions.NewConfigFlags(true)
+		flags.KubeConfig = &kcfg
+		streams, _, out, _ := genericiooptions.NewTestIOStreams()
+		cmd := mesh.NewCommand(flags, streams)
+		cmd.SetArgs(append([]string{"get-revisions"}, args...))
+		cmd.SetContext(ctx)
+		if err := cmd.Execute(); err != nil {
+			t.Fatalf("get-revisions %v: %v", args, err)
+		}
+		return out.String()
+	}
+	var revs []v1alpha1.RevisionStatus
+	if err := json.Unmarshal([]byte(run("-o", "json")), &revs); err != nil || len(revs) != 2 || revs[1].Mode != "native" {
+		t.Errorf("-o json: %v %+v", err, revs)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", "jsonpath={.items[*].name}"}, "asm-1-26 asm-1-27"},
+		{[]string{"-o", "custom-columns=NAME:.name,MODE:.mode"}, "NAME       MODE\nasm-1-26   classic\nasm-1-27   native\n"},
+		{[]string{"-o", "custom-columns=NAME:.name", "--no-headers"}, "asm-1-26\nasm-1-27\n"},
+		{nil, "REVISION   SIDECARS   REASON\nasm-1-26   classic    OldNodes\nasm-1-27   native     Capable\n"},
+		{[]string{"-o", "table"}, "REVISION   SIDECARS   REASON\nasm-1-26   classic    OldNodes\nasm-1-27   native     Capable\n"},
+	} {
+		if got := run(c.args...); got != c.want {
+			t.Errorf("%v:\ngot  %q\nwant %q", c.args, got, c.want)
+		}
 	}
 }

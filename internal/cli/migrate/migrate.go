@@ -37,7 +37,7 @@ type Options struct {
 	NamespaceOrder []string
 	DryRun         bool
 	SkipPrecheck   bool
-	Output         string
+	Output         *output.Flags
 	MeshNamespace  string
 
 	// Issue 14: PDBs, the surge budget, the canary.
@@ -124,7 +124,8 @@ continues.`,
 	f.StringSliceVar(&o.NamespaceOrder, "namespace-order", nil, "Namespaces to migrate first, in this order (comma-separated)")
 	f.BoolVar(&o.DryRun, "dry-run", false, "Print the plan and change nothing")
 	f.BoolVar(&o.SkipPrecheck, "skip-precheck", false, "Start even when precheck fails (not recommended)")
-	f.StringVarP(&o.Output, "output", "o", "", "Output format of the plan (--dry-run) or final table: json")
+	// -o prints the plan (--dry-run) or the results; -o name the workloads.
+	o.Output = output.Add(cmd, output.Options{Names: true, NoHeaders: true})
 	f.StringVar(&o.MeshNamespace, "mesh-namespace", "", "Namespace of the istiod Deployments; empty discovers them (app=istiod) in every namespace, the managed add-on's and upstream Istio's layouts alike")
 	f.BoolVar(&o.IgnorePDB, "ignore-pdb", false, "Do not wait for PodDisruptionBudgets (not recommended: restarts may take a service below its budget)")
 	f.IntVar(&o.MaxSurgePods, "max-surge-pods", 0, "At most this many extra pods at once across all restarts (default: what the Ready nodes' free allocatable holds)")
@@ -139,7 +140,7 @@ continues.`,
 
 // Validate checks the flags.
 func (o *Options) Validate() error {
-	if err := output.Validate(o.Output, "", "json"); err != nil {
+	if err := o.Output.Validate(); err != nil {
 		return err
 	}
 	if o.Concurrency < 1 {
@@ -226,8 +227,12 @@ func (o *Options) Run(ctx context.Context, kc kubernetes.Interface, namespace st
 		return exitcode.Wrap(exitcode.Failure, fmt.Errorf("precheck refused %d workload(s) (listed as refused, with why): fix what precheck names (meshaddon precheck), then run meshaddon migrate again to restart them", nRefused))
 	}
 	if o.DryRun {
-		if ok, err := output.Structured(o.Out, o.Output, plan); ok {
-			if err != nil {
+		if !o.Output.Human() {
+			refs := make([]output.ObjectRef, len(plan.Items))
+			for i, it := range plan.Items {
+				refs[i] = output.Workload(it.Kind, it.Namespace, it.Name)
+			}
+			if err := o.Output.Print(o.Out, plan, refs...); err != nil {
 				return err
 			}
 			return refusedErr()
@@ -248,8 +253,15 @@ func (o *Options) Run(ctx context.Context, kc kubernetes.Interface, namespace st
 	for _, r := range results {
 		paused = paused || r.Message == migrate.Paused
 	}
-	if ok, err := output.Structured(o.Out, o.Output, results); ok {
-		if err != nil {
+	if !o.Output.Human() {
+		if results == nil {
+			results = []migrate.Result{} // an empty list, not null
+		}
+		refs := make([]output.ObjectRef, len(results))
+		for i, r := range results {
+			refs[i] = output.Workload(r.Kind, r.Namespace, r.Name)
+		}
+		if err := o.Output.Print(o.Out, results, refs...); err != nil {
 			return err
 		}
 	} else if len(results) > 0 {
@@ -261,7 +273,9 @@ func (o *Options) Run(ctx context.Context, kc kubernetes.Interface, namespace st
 			}
 			rows[i] = []string{r.Namespace, r.Kind, r.Name, r.Outcome, r.Duration.String(), msg}
 		}
-		if err := output.Table(o.Out, []string{"NAMESPACE", "KIND", "NAME", "RESULT", "DURATION", "MESSAGE"}, rows); err != nil {
+		t := o.Output.Table(o.Out, output.Column{Name: "NAMESPACE"}, output.Column{Name: "KIND"}, output.Column{Name: "NAME"},
+			output.Column{Name: "RESULT"}, output.Column{Name: "DURATION"}, output.Column{Name: "MESSAGE"})
+		if err := t.Page(rows); err != nil {
 			return err
 		}
 	}

@@ -32,7 +32,7 @@ const UserAgent = "meshaddon-precheck"
 // Options are the flags of `meshaddon precheck`.
 type Options struct {
 	genericiooptions.IOStreams
-	Output        string
+	Output        *output.Flags
 	Policy        string
 	MeshNamespace string
 	ListPods      bool
@@ -54,7 +54,9 @@ proves with server-side dry runs (nothing is stored) that a pod with a native si
 is admitted in each mesh namespace, measures what native pods need against LimitRanges,
 quotas and nodes, and names what workloads lose of the classic proxy (VPA sizing,
 holdApplicationUntilProxyStarts, shutdown ordering). -o json gives each finding's
-namespaces, workload, webhooks and object as fields.
+namespaces, workload, webhooks and object as fields: under groups and checks, and
+again as items, one per finding with its group and check (name), for jsonpath and
+custom-columns as on kubectl: -o jsonpath='{.items[?(@.status=="fail")].message}'.
 
 Pods are counted from the add-on manager's census (MeshProfile status.pods), which
 the manager keeps from a watch of pod metadata: one read however big the cluster.
@@ -71,12 +73,13 @@ Exit status: 0 when nothing failed, 1 when a check failed, 2 for bad flags or a
 cluster that cannot be reached.`,
 		Example: `  meshaddon precheck
   meshaddon precheck -o json
+  meshaddon precheck -o custom-columns=CHECK:.name,STATUS:.status,MESSAGE:.message
   meshaddon precheck --list-pods   # count pods by listing them, not from the manager's census
   meshaddon precheck --wait 0      # fail at once, as the cluster is now`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := output.Validate(o.Output, "", "table", "json"); err != nil {
-				return exitcode.Wrap(exitcode.Usage, err)
+			if err := o.Output.Validate(); err != nil {
+				return err
 			}
 			if o.Wait < 0 {
 				return exitcode.Wrap(exitcode.Usage, fmt.Errorf("--wait must not be negative, got %s", o.Wait))
@@ -118,7 +121,7 @@ cluster that cannot be reached.`,
 			return o.print(cmd.Context(), report)
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "Output format: table (default) or json")
+	o.Output = output.Add(cmd, output.Options{Human: []string{"table"}, NoHeaders: true})
 	cmd.Flags().StringVar(&o.Policy, "policy", meshversion.DefaultPolicy.Name, "Version policy when the cluster's MeshProfile does not name one: "+strings.Join(meshversion.PolicyNames(), " or "))
 	cmd.Flags().StringVar(&o.MeshNamespace, "mesh-namespace", "", "Namespace of the istiod Deployments; empty discovers them (app=istiod) in every namespace, the managed add-on's and upstream Istio's layouts alike")
 	cmd.Flags().BoolVar(&o.ListPods, "list-pods", false, "Count pods by listing them instead of reading the add-on manager's census")
@@ -131,13 +134,37 @@ func oneLine(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
-func (o *Options) print(_ context.Context, r *precheck.Report) error {
-	if ok, err := output.Structured(o.Out, o.Output, r); ok {
-		if err != nil {
-			return err
+// report is what -o prints: the report as it is, and its findings again
+// as items, so that jsonpath and custom-columns read them as a list.
+type report struct {
+	*precheck.Report
+	Items []finding `json:"items"`
+}
+
+// finding is one result with the group and check (its name) it is of.
+type finding struct {
+	Group string `json:"group"`
+	Name  string `json:"name"`
+	precheck.Result
+}
+
+func newReport(r *precheck.Report) report {
+	out := report{Report: r, Items: []finding{}}
+	for _, g := range r.Groups {
+		for _, c := range g.Checks {
+			for _, res := range c.Results {
+				out.Items = append(out.Items, finding{Group: g.Name, Name: c.Name, Result: res})
+			}
 		}
-	} else {
+	}
+	return out
+}
+
+func (o *Options) print(_ context.Context, r *precheck.Report) error {
+	if o.Output.Human() {
 		PrintText(o.Out, r)
+	} else if err := o.Output.Print(o.Out, newReport(r)); err != nil {
+		return err
 	}
 	if !r.Success {
 		return exitcode.Wrap(exitcode.Failure, exitcode.ErrReported)

@@ -68,7 +68,7 @@ this command (the document's step 3).`,
 			for i, fr := range list {
 				rows[i] = []string{v1alpha1.FeatureName(fr.Name), fr.Status.State, fr.Status.AppliedState}
 			}
-			return output.Table(streams.Out, []string{"FEATURE", "STATE", "APPLIED"}, rows)
+			return output.PrintTable(streams.Out, []string{"FEATURE", "STATE", "APPLIED"}, rows)
 		},
 	}
 	register.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "How long to wait for the manager to apply the refresh")

@@ -5,9 +5,7 @@ package status
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,7 +17,6 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 	"github.com/meshaddon/meshaddon/internal/cli/output"
@@ -33,8 +30,7 @@ type Options struct {
 	AllNamespaces bool
 	Selector      string
 	Mode          string
-	Output        string
-	NoHeaders     bool
+	Output        *output.Flags
 	Workloads     bool
 	ChunkSize     int64
 
@@ -53,13 +49,23 @@ func NewCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.I
 command does, with how istio-proxy was injected (MODE: native, classic or none) and by which
 revision. --workloads shows one row per owning workload (Deployment, StatefulSet, DaemonSet,
 Job, CronJob or bare pod) with its pods counted by mode: the list "meshaddon migrate" works
-from. Pods are listed in pages and printed as they arrive.`,
+from. Pods are listed in pages and printed as they arrive.
+
+-o takes kubectl's formats. -o json and yaml print the pods as kubectl's List (with
+--workloads, an array of workloads); jsonpath, go-template and custom-columns read the
+same fields, the workloads as a List: -o jsonpath='{.items[*].name}'. -o name prints
+pod/NAME, or the workloads' kind/NAME. The table, json, yaml, name and custom-columns
+print page by page; jsonpath and go-template hold every row until the last page.`,
 		Example: `  meshaddon status -n sample
   meshaddon status -A --mode classic
   meshaddon status -A --workloads
-  meshaddon status -A -o json`,
+  meshaddon status -A -o json
+  meshaddon status -A --mode classic -o custom-columns=NAMESPACE:.namespace,NAME:.name,OWNER:.owner.name`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.Output.Validate(); err != nil {
+				return err
+			}
 			if err := o.Complete(flags); err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
@@ -73,8 +79,7 @@ from. Pods are listed in pages and printed as they arrive.`,
 	f.BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "List pods in every namespace")
 	f.StringVarP(&o.Selector, "selector", "l", "", "Label selector, as kubectl's -l")
 	f.StringVar(&o.Mode, "mode", "", "Only pods injected so: native, classic or none")
-	f.StringVarP(&o.Output, "output", "o", "", "Output format: wide, json or yaml")
-	f.BoolVar(&o.NoHeaders, "no-headers", false, "Do not print the header line")
+	o.Output = output.Add(cmd, output.Options{Human: []string{"wide"}, Names: true, NoHeaders: true})
 	f.BoolVar(&o.Workloads, "workloads", false, "One row per owning workload with its pods counted by mode")
 	f.Int64Var(&o.ChunkSize, "chunk-size", 500, "Pods per LIST call")
 	return cmd
@@ -98,9 +103,6 @@ func (o *Options) Complete(flags *genericclioptions.ConfigFlags) error {
 
 // Validate checks the flags and that the namespace exists.
 func (o *Options) Validate(ctx context.Context) error {
-	if err := output.Validate(o.Output, "", "wide", "json", "yaml"); err != nil {
-		return err
-	}
 	if o.Mode != "" {
 		m, err := inventory.ParseMode(o.Mode)
 		if err != nil {
@@ -130,7 +132,7 @@ func (o *Options) Validate(ctx context.Context) error {
 // Run lists and prints.
 func (o *Options) Run(ctx context.Context) error {
 	list := inventory.ListOptions{Namespace: o.namespace, Selector: o.Selector, PageSize: o.ChunkSize}
-	if (o.Output == "" || o.Output == "wide") && !o.NoHeaders {
+	if o.Output.Human() && !o.Output.NoHeaders {
 		// The layout, revisions, tags and versions, and the placement
 		// guard, on stderr: stdout stays the table kubectl's custom-columns
 		// would print.
@@ -140,7 +142,7 @@ func (o *Options) Run(ctx context.Context) error {
 	if o.Workloads {
 		return o.runWorkloads(ctx, list)
 	}
-	p := o.printer()
+	l := output.NewList(o.Output, o.Out, o.podSpec())
 	err := o.eachPage(ctx, list, func(rows []inventory.Pod) error {
 		if o.mode != "" {
 			kept := rows[:0]
@@ -151,12 +153,21 @@ func (o *Options) Run(ctx context.Context) error {
 			}
 			rows = kept
 		}
-		return p.page(rows)
+		return l.Page(rows)
 	})
 	if err != nil {
 		return fmt.Errorf("list pods: %w", err)
 	}
-	return p.done()
+	printed, err := l.Done()
+	if err == nil && !printed {
+		// As kubectl get says when it printed nothing.
+		where := "namespace " + o.namespace
+		if o.namespace == "" {
+			where = "any namespace"
+		}
+		fmt.Fprintf(o.ErrOut, "No resources found in %s.\n", where)
+	}
+	return err
 }
 
 // listers is how many namespaces -A lists at once: the API server answers
@@ -201,10 +212,22 @@ func (o *Options) runWorkloads(ctx context.Context, list inventory.ListOptions) 
 		}
 		ws = kept
 	}
-	if ok, err := output.Structured(o.Out, o.Output, ws); ok {
-		return err
+	if !o.Output.Human() {
+		if ws == nil {
+			ws = []inventory.WorkloadSummary{} // an empty array, not null
+		}
+		refs := make([]output.ObjectRef, len(ws))
+		for i, w := range ws {
+			refs[i] = output.Workload(w.Kind, w.Namespace, w.Name)
+		}
+		return o.Output.Print(o.Out, ws, refs...)
 	}
-	t := &output.StreamTable{W: o.Out, NoHeaders: o.NoHeaders, Headers: []string{"NAMESPACE", "KIND", "NAME", "NATIVE", "CLASSIC", "NONE", "REVISIONS"}}
+	if len(ws) == 0 {
+		fmt.Fprintln(o.ErrOut, "No resources found.")
+		return nil
+	}
+	t := o.Output.Table(o.Out, output.Column{Name: "NAMESPACE"}, output.Column{Name: "KIND"}, output.Column{Name: "NAME"},
+		output.Column{Name: "NATIVE"}, output.Column{Name: "CLASSIC"}, output.Column{Name: "NONE"}, output.Column{Name: "REVISIONS"})
 	rows := make([][]string, len(ws))
 	for i, w := range ws {
 		revs := strings.Join(w.Revisions, ",")
@@ -216,101 +239,26 @@ func (o *Options) runWorkloads(ctx context.Context, list inventory.ListOptions) 
 	return t.Page(rows)
 }
 
-// podPrinter prints pages of pods in the chosen format as they arrive.
-type podPrinter struct {
-	page func([]inventory.Pod) error
-	done func() error
-}
-
-func (o *Options) printer() podPrinter {
-	switch o.Output {
-	case "json":
-		return jsonPrinter(o.Out)
-	case "yaml":
-		return podPrinter{
-			page: func(rows []inventory.Pod) error {
-				if len(rows) == 0 {
-					return nil
-				}
-				data, err := yaml.Marshal(rows)
-				if err != nil {
-					return err
-				}
-				_, err = o.Out.Write(data)
-				return err
-			},
-			done: func() error { return nil },
-		}
+// podSpec is the pods' table (NAMESPACE with -A; NODE, OVERRIDE and
+// OWNER with -o wide) and their names for -o name.
+func (o *Options) podSpec() output.ListSpec[inventory.Pod] {
+	cols := []output.Column{{Name: "NAME"}, {Name: "INIT"}, {Name: "CONTAINERS"}, {Name: "MODE"}, {Name: "REVISION"},
+		{Name: "NODE", Wide: true}, {Name: "OVERRIDE", Wide: true}, {Name: "OWNER", Wide: true}}
+	all := o.namespace == ""
+	if all {
+		cols = append([]output.Column{{Name: "NAMESPACE"}}, cols...)
 	}
-	headers := []string{"NAME", "INIT", "CONTAINERS", "MODE", "REVISION"}
-	if o.Output == "wide" {
-		headers = append(headers, "NODE", "OVERRIDE", "OWNER")
-	}
-	if o.namespace == "" {
-		headers = append([]string{"NAMESPACE"}, headers...)
-	}
-	t := &output.StreamTable{W: o.Out, Headers: headers, NoHeaders: o.NoHeaders}
-	printed := false
-	return podPrinter{
-		page: func(rows []inventory.Pod) error {
-			cells := make([][]string, len(rows))
-			for i, r := range rows {
-				c := []string{r.Name, r.Init, r.Containers, string(r.Mode), orNone(r.Revision)}
-				if o.Output == "wide" {
-					c = append(c, orNone(r.Node), orNone(r.Override), r.Owner.String())
-				}
-				if o.namespace == "" {
-					c = append([]string{r.Namespace}, c...)
-				}
-				cells[i] = c
+	return output.ListSpec[inventory.Pod]{
+		Columns: cols,
+		Row: func(r inventory.Pod) []string {
+			c := []string{r.Name, r.Init, r.Containers, string(r.Mode), orNone(r.Revision), orNone(r.Node), orNone(r.Override), r.Owner.String()}
+			if all {
+				c = append([]string{r.Namespace}, c...)
 			}
-			printed = printed || len(rows) > 0
-			if len(rows) == 0 {
-				return nil
-			}
-			return t.Page(cells)
+			return c
 		},
-		done: func() error {
-			if !printed {
-				where := "namespace " + o.namespace
-				if o.namespace == "" {
-					where = "any namespace"
-				}
-				fmt.Fprintf(o.ErrOut, "No resources found in %s.\n", where)
-			}
-			return nil
-		},
-	}
-}
-
-// jsonPrinter streams {"items": [...]} one page at a time.
-func jsonPrinter(w io.Writer) podPrinter {
-	first := true
-	return podPrinter{
-		page: func(rows []inventory.Pod) error {
-			for _, r := range rows {
-				data, err := json.Marshal(r)
-				if err != nil {
-					return err
-				}
-				sep := ",\n    "
-				if first {
-					sep = "{\n  \"items\": [\n    "
-					first = false
-				}
-				if _, err := io.WriteString(w, sep+string(data)); err != nil {
-					return err
-				}
-			}
-			return nil
-		},
-		done: func() error {
-			end := "\n  ]\n}\n"
-			if first {
-				end = "{\n  \"items\": []\n}\n"
-			}
-			_, err := io.WriteString(w, end)
-			return err
+		Object: func(r inventory.Pod) output.ObjectRef {
+			return output.ObjectRef{APIVersion: "v1", Kind: "Pod", Namespace: r.Namespace, Name: r.Name}
 		},
 	}
 }

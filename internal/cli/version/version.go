@@ -2,13 +2,13 @@
 package version
 
 import (
-	"encoding/json"
 	"fmt"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/meshaddon/meshaddon/internal/cli/output"
 	"github.com/meshaddon/meshaddon/internal/testbed/cache"
 )
 
@@ -49,31 +49,30 @@ func Get() Info {
 
 // NewCommand returns `meshaddon version`.
 func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
-	var output string
+	var out *output.Flags
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version of meshaddon and of the test bed components it pins",
 		Long:  "Print the version of meshaddon and the versions of the components the local test bed builds.",
 		Example: `  meshaddon version
-  meshaddon version -o json`,
+  meshaddon version -o json
+  meshaddon version -o jsonpath='{.version}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.Validate(); err != nil {
+				return err
+			}
 			info := Get()
-			switch output {
-			case "json":
-				data, _ := json.MarshalIndent(info, "", "  ")
-				fmt.Fprintln(streams.Out, string(data))
-			case "":
-				fmt.Fprintf(streams.Out, "meshaddon %s (%s)\n", info.Version, info.GoVersion)
-				for _, c := range cache.Components {
-					fmt.Fprintf(streams.Out, "  test bed %-10s %s\n", c.Name, c.Version)
-				}
-			default:
-				return fmt.Errorf("unknown output format %q: want json, or nothing for text", output)
+			if !out.Human() {
+				return out.Print(streams.Out, info)
+			}
+			fmt.Fprintf(streams.Out, "meshaddon %s (%s)\n", info.Version, info.GoVersion)
+			for _, c := range cache.Components {
+				fmt.Fprintf(streams.Out, "  test bed %-10s %s\n", c.Name, c.Version)
 			}
 			return nil
 		},
 	}
-	cmd.Flags().StringVarP(&output, "output", "o", "", "Output format: json")
+	out = output.Add(cmd, output.Options{})
 	return cmd
 }
