@@ -139,9 +139,21 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 	if err != nil {
 		return nil, err
 	}
-	meshNS, err := meshNamespaces(ctx, kube, mesh)
+	scopeNS, err := namespaceLabels(ctx, kube, mesh)
 	if err != nil {
 		return nil, err
+	}
+	// restartsNative: a pod (or pod template) with these labels in ns is
+	// injected, as Istio's webhooks select it (its namespace's labels, else
+	// its own istio.io/rev or sidecar.istio.io/inject=true), by a revision
+	// that injects native now: a restart makes it native.
+	restartsNative := func(ns string, podLabels map[string]string) (meshdiscovery.Target, bool) {
+		nsl, ok := scopeNS[ns]
+		if !ok {
+			return meshdiscovery.Target{}, false
+		}
+		t := mesh.ResolvePod(nsl, podLabels)
+		return t, t.Injected && native[t.Revision]
 	}
 	sum := inventory.NewSummarizer()
 	pods := map[inventory.Workload]podResources{}
@@ -155,7 +167,10 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 			if r.Mode != inventory.Classic || !native[r.Revision] || r.Override == "false" {
 				continue
 			}
-			if Untouched(r.Namespace, scope.MeshNamespace) || !meshNS[r.Namespace] {
+			if Untouched(r.Namespace, scope.MeshNamespace) {
+				continue
+			}
+			if _, ok := restartsNative(r.Namespace, list.Items[i].Labels); !ok {
 				continue
 			}
 			kept = append(kept, r)
@@ -204,6 +219,22 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 	})
 	if err := p.gather(ctx, kube, scope, pods); err != nil {
 		return nil, err
+	}
+	// The pods' labels are their template's when they were created: what
+	// a restart injects is decided by the template's labels now.
+	for i := range p.Items {
+		it := &p.Items[i]
+		if it.Action != ActionRestart || it.podLabels == nil {
+			continue
+		}
+		if t, ok := restartsNative(it.Namespace, it.podLabels); !ok {
+			it.Action = ActionReport
+			now := "not injected: " + t.Via
+			if t.Injected {
+				now = "injected by " + t.String() + ", which injects classic sidecars"
+			}
+			it.Advice = fmt.Sprintf("not restarted: its pod template is now %s, so a restart would not make it native; fix the template's labels (%s, %s) or its namespace's, then run migrate again", now, meshdiscovery.RevisionLabel, meshdiscovery.InjectLabel)
+		}
 	}
 	p.SurgeBudget, p.SurgeBudgetFrom = scope.MaxSurgePods, "--max-surge-pods"
 	if scope.MaxSurgePods <= 0 {
@@ -273,10 +304,9 @@ func nativeRevisions(ctx context.Context, kube kubernetes.Interface, mesh *meshd
 	return out, nil
 }
 
-// meshNamespaces are the namespaces whose labels select an injecting
-// revision as Istio's webhooks do (istio.io/rev, or istio-injection=enabled
-// on upstream Istio), the mesh's own namespaces left out.
-func meshNamespaces(ctx context.Context, kube kubernetes.Interface, mesh *meshdiscovery.Mesh) (map[string]bool, error) {
+// namespaceLabels are the labels of every namespace migrate may restart
+// pods in: not the mesh's own (where discovery found istiods).
+func namespaceLabels(ctx context.Context, kube kubernetes.Interface, mesh *meshdiscovery.Mesh) (map[string]map[string]string, error) {
 	list, err := kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list namespaces: %w", err)
@@ -285,10 +315,10 @@ func meshNamespaces(ctx context.Context, kube kubernetes.Interface, mesh *meshdi
 	for _, ns := range mesh.Namespaces() {
 		own[ns] = true
 	}
-	out := map[string]bool{}
+	out := map[string]map[string]string{}
 	for _, ns := range list.Items {
-		if !own[ns.Name] && mesh.ResolveNamespace(ns.Labels).Injected {
-			out[ns.Name] = true
+		if !own[ns.Name] {
+			out[ns.Name] = ns.Labels
 		}
 	}
 	return out, nil

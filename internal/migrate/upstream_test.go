@@ -89,3 +89,87 @@ func TestPlanUpstreamLayout(t *testing.T) {
 		t.Errorf("default revision on 1.27: plan restarts in %v, native revisions %v; want legacy, pinned and shop, 1-27-1 and default", got, p.NativeRevisions)
 	}
 }
+
+// Pods opted in by their own labels (istio.io/rev naming a revision or a
+// tag, sidecar.istio.io/inject=true) in a namespace without injection labels
+// are restarted when that revision injects native (issue 15); a workload
+// whose template no longer resolves to a native revision is reported, not
+// restarted; sidecar.istio.io/inject=false is never injected.
+func TestPlanPodOptedIn(t *testing.T) {
+	istiod := func(name, rev, image string) *appsv1.Deployment {
+		l := map[string]string{"app": "istiod"}
+		if rev != "" {
+			l["istio.io/rev"] = rev
+		}
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: name, Labels: l},
+			Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "discovery", Image: image}}}}}}
+	}
+	// A Deployment whose template has tmplLabels, and a classic pod of it
+	// created when the template had podLabels, injected by revision.
+	workload := func(ns, name, revision string, tmplLabels, podLabels map[string]string) []runtime.Object {
+		tl := map[string]string{"app": name}
+		for k, v := range tmplLabels {
+			tl[k] = v
+		}
+		pl := map[string]string{"app": name, "pod-template-hash": "abc"}
+		for k, v := range podLabels {
+			pl[k] = v
+		}
+		return []runtime.Object{
+			&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: tl}}}},
+			&corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-abc-x", Labels: pl,
+					Annotations:     map[string]string{"sidecar.istio.io/status": `{"containers":["istio-proxy"],"revision":"` + revision + `"}`},
+					OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: name + "-abc", Controller: ptr.To(true)}}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}, {Name: "istio-proxy"}}},
+			},
+		}
+	}
+	rev := map[string]string{"istio.io/rev": "1-27-1"}
+	objs := []runtime.Object{
+		istiod("istiod", "", "docker.io/istio/pilot:1.27.1"),
+		istiod("istiod-1-26", "1-26", "docker.io/istio/pilot:1.26.3"),
+		istiod("istiod-1-27-1", "1-27-1", "docker.io/istio/pilot:1.27.1"),
+		&admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "istio-revision-tag-prod", Labels: map[string]string{"istio.io/tag": "prod", "istio.io/rev": "1-27-1"}}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.34.4"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "plain"}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "off", Labels: map[string]string{"istio-injection": "disabled"}}},
+	}
+	for _, w := range [][]runtime.Object{
+		workload("plain", "byrev", "1-27-1", rev, rev),
+		workload("plain", "bytag", "1-27-1", map[string]string{"istio.io/rev": "prod"}, map[string]string{"istio.io/rev": "prod"}),
+		workload("plain", "byinject", "default", map[string]string{"sidecar.istio.io/inject": "true"}, map[string]string{"sidecar.istio.io/inject": "true"}),
+		// Its namespace's istio-injection=disabled beats its own label.
+		workload("off", "shut", "1-27-1", rev, rev),
+		// Injected before its label was removed: nothing injects it now,
+		// reported.
+		workload("plain", "dropped", "1-27-1", nil, rev),
+		// Moved to a classic revision in its template since: reported.
+		workload("plain", "moved", "1-27-1", map[string]string{"istio.io/rev": "1-26"}, rev),
+		// No injection label: a leftover of an old injection.
+		workload("plain", "bare", "1-27-1", nil, nil),
+	} {
+		objs = append(objs, w...)
+	}
+	p, err := BuildPlan(context.Background(), fake.NewClientset(objs...), Scope{MaxSurgePods: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, it := range p.Items {
+		got = append(got, it.Action+" "+it.Namespace+"/"+it.Name)
+		if it.Name == "moved" && !strings.Contains(it.Advice, "injected by 1-26") {
+			t.Errorf("moved: advice %q does not name the classic revision its template resolves to", it.Advice)
+		}
+		if it.Name == "dropped" && !strings.Contains(it.Advice, "not injected: no injection label") {
+			t.Errorf("dropped: advice %q does not say its template is not injected", it.Advice)
+		}
+	}
+	sort.Strings(got)
+	want := "report plain/dropped,report plain/moved,restart plain/byinject,restart plain/byrev,restart plain/bytag"
+	if strings.Join(got, ",") != want {
+		t.Errorf("plan: %v\nwant %s", got, want)
+	}
+}
