@@ -50,8 +50,11 @@ type Item struct {
 	// a surge above the whole budget, a partition.
 	Notes []string `json:"notes,omitempty"`
 
-	podLimits         corev1.ResourceList
-	labels, podLabels map[string]string
+	podLimits corev1.ResourceList
+	// labels are the workload's; podLabels and podAnnotations its pod
+	// template's, when templated (read by gather).
+	labels, podLabels, podAnnotations map[string]string
+	templated                         bool
 }
 
 // Actions of a plan item.
@@ -128,8 +131,9 @@ func Untouched(namespace, meshNamespace string) bool {
 	return never[namespace] || namespace == meshNamespace
 }
 
-// BuildPlan finds the workloads with classic pods whose revision's istiod
-// now injects native, in namespaces that are in the mesh.
+// BuildPlan finds the workloads with classic pods whose pod template is
+// injected now by a revision that injects native (restartRule); the other
+// workloads with classic pods are reported with why.
 func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Plan, error) {
 	mesh, err := meshdiscovery.Discover(ctx, kube, scope.MeshNamespace)
 	if err != nil {
@@ -143,39 +147,24 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 	if err != nil {
 		return nil, err
 	}
-	// restartsNative: a pod (or pod template) with these labels in ns is
-	// injected, as Istio's webhooks select it (its namespace's labels, else
-	// its own istio.io/rev or sidecar.istio.io/inject=true), by a revision
-	// that injects native now: a restart makes it native.
-	restartsNative := func(ns string, podLabels map[string]string) (meshdiscovery.Target, bool) {
-		nsl, ok := scopeNS[ns]
-		if !ok {
-			return meshdiscovery.Target{}, false
-		}
-		t := mesh.ResolvePod(nsl, podLabels)
-		return t, t.Injected && native[t.Revision]
-	}
+	rule := &restartRule{mesh: mesh, native: native, nsLabels: scopeNS}
 	sum := inventory.NewSummarizer()
 	pods := map[inventory.Workload]podResources{}
+	// podMeta: one classic pod's metadata of each owner, which stands for
+	// the template of a workload migrate reads none of (a Job, a bare pod).
+	podMeta := map[inventory.Workload]metav1.ObjectMeta{}
 	opts := metav1.ListOptions{LabelSelector: scope.Selector, Limit: 500}
 	err = inventory.EachListPage(ctx, opts, kube.CoreV1().Pods(scope.Namespace).List, func(list *corev1.PodList) error {
 		kept := make([]inventory.Pod, 0, len(list.Items))
 		for i := range list.Items {
 			r := inventory.Classify(&list.Items[i])
-			// Only classic pods injected by a revision that is native now,
-			// and not pinned to classic by the per-pod annotation.
-			if r.Mode != inventory.Classic || !native[r.Revision] || r.Override == "false" {
-				continue
-			}
-			if Untouched(r.Namespace, scope.MeshNamespace) {
-				continue
-			}
-			if _, ok := restartsNative(r.Namespace, list.Items[i].Labels); !ok {
+			if !rule.candidate(r) || Untouched(r.Namespace, scope.MeshNamespace) {
 				continue
 			}
 			kept = append(kept, r)
 			if _, ok := pods[r.Owner]; !ok {
 				pods[r.Owner] = podResources{capacity.PodRequests(&list.Items[i]), capacity.PodLimits(&list.Items[i])}
+				podMeta[r.Owner] = list.Items[i].ObjectMeta
 			}
 		}
 		sum.Add(kept)
@@ -217,23 +206,28 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 		}
 		return a < b
 	})
-	if err := p.gather(ctx, kube, scope, pods); err != nil {
+	for owner, m := range podMeta {
+		if c, ok := jobs[owner]; ok {
+			podMeta[c] = m // a CronJob's Jobs: one's pod stands for it
+		}
+	}
+	// What new pods get is decided by the template now (the pods' labels
+	// are the template's when they were created); a pod's own stand for a
+	// template migrate does not read, or one gone since.
+	decide := func(it *Item) {
+		l, a := it.podLabels, it.podAnnotations
+		if !it.templated {
+			m := podMeta[it.Workload]
+			l, a = m.Labels, m.Annotations
+		}
+		rule.apply(it, l, a)
+	}
+	if err := p.gather(ctx, kube, scope, pods, decide); err != nil {
 		return nil, err
 	}
-	// The pods' labels are their template's when they were created: what
-	// a restart injects is decided by the template's labels now.
 	for i := range p.Items {
-		it := &p.Items[i]
-		if it.Action != ActionRestart || it.podLabels == nil {
-			continue
-		}
-		if t, ok := restartsNative(it.Namespace, it.podLabels); !ok {
-			it.Action = ActionReport
-			now := "not injected: " + t.Via
-			if t.Injected {
-				now = "injected by " + t.String() + ", which injects classic sidecars"
-			}
-			it.Advice = fmt.Sprintf("not restarted: its pod template is now %s, so a restart would not make it native; fix the template's labels (%s, %s) or its namespace's, then run migrate again", now, meshdiscovery.RevisionLabel, meshdiscovery.InjectLabel)
+		if it := &p.Items[i]; !restartable[it.Kind] {
+			decide(it)
 		}
 	}
 	p.SurgeBudget, p.SurgeBudgetFrom = scope.MaxSurgePods, "--max-surge-pods"
