@@ -421,10 +421,13 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 	}
 	var out []Result
 	proven, total := 0, 0
+	// provenNS and provenSamples are what the OK result names, for -o json.
+	var provenNS, provenSamples []string
 	for i, v := range verdicts {
 		total += len(groups[i].namespaces)
 		if v.proven {
 			proven += len(groups[i].namespaces)
+			provenNS = append(provenNS, groups[i].namespaces...)
 		} else if v.result != nil {
 			out = append(out, *v.result)
 		}
@@ -476,9 +479,16 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 	for i, r := range sampled {
 		if r != nil {
 			out = append(out, *r)
-		} else if samples[i].why != "" {
+			continue
+		}
+		smp := samples[i]
+		why := smp.why
+		if why == "" {
+			why = "its pod labels meet other webhooks than the probe's"
+		} else {
 			optedInProven++
 		}
+		provenSamples = append(provenSamples, fmt.Sprintf("admitted as it is: %s/%s (%s)", smp.namespace, smp.workload, why))
 	}
 	probesWord := "dry-run probes"
 	if probes == 1 {
@@ -492,7 +502,9 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 		ok = append(ok, fmt.Sprintf("%d of %d kinds of workload opted in by their own pod labels (in namespaces outside the mesh) admit theirs", optedInProven, len(optedIn)))
 	}
 	if len(ok) > 0 {
-		out = append([]Result{{Status: OK, Message: fmt.Sprintf("%s (%d %s)", strings.Join(ok, "; "), probes, probesWord)}}, out...)
+		sort.Strings(provenNS)
+		out = append([]Result{{Status: OK, Message: fmt.Sprintf("%s (%d %s)", strings.Join(ok, "; "), probes, probesWord),
+			Namespaces: provenNS, Details: provenSamples}}, out...)
 	}
 	return out, nil
 }
