@@ -2,7 +2,6 @@ package migrate
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/meshdiscovery"
@@ -46,16 +45,11 @@ func (rr *restartRule) verdict(ns string, labels, annotations map[string]string)
 	}
 	fix := fmt.Sprintf("fix the template's labels (%s, %s) or its namespace's, then run migrate again", meshdiscovery.RevisionLabel, meshdiscovery.InjectLabel)
 	// The injector reads sidecar.istio.io/inject from the label, else the
-	// annotation, and injects nothing for a value other than y, yes, true
-	// or on (pkg/kube/inject/inject.go, injectRequired).
-	from, v := "label", labels[meshdiscovery.InjectLabel]
-	if _, set := labels[meshdiscovery.InjectLabel]; !set {
-		from, v = "annotation", annotations[meshdiscovery.InjectLabel]
-	}
-	switch strings.ToLower(v) {
-	case "", "y", "yes", "true", "on":
-	default:
-		return false, fmt.Sprintf("its pod template has the %s %s=%s, so new pods get no sidecar at all; %s", from, meshdiscovery.InjectLabel, v, fix)
+	// annotation, and injects nothing for exactly "false" (other values
+	// fall back to the default policy: pkg/kube/inject/inject.go,
+	// injectRequired). The label's "false" the webhooks already exclude.
+	if _, set := labels[meshdiscovery.InjectLabel]; !set && annotations[meshdiscovery.InjectLabel] == "false" {
+		return false, fmt.Sprintf("its pod template has the annotation %s=false, so new pods get no sidecar at all; %s", meshdiscovery.InjectLabel, fix)
 	}
 	t := rr.mesh.ResolvePod(nsl, labels)
 	switch {
