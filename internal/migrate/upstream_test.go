@@ -282,3 +282,60 @@ func TestPlanRevisionNow(t *testing.T) {
 		}
 	}
 }
+
+// With Istio's enableNamespacesByDefault (the "auto." webhook) a classic
+// workload in a namespace without injection labels is in the mesh: it is
+// restarted when the default revision injects native (issue 15).
+func TestPlanEnableNamespacesByDefault(t *testing.T) {
+	ns := func(name string, labels ...string) *corev1.Namespace {
+		l := map[string]string{"kubernetes.io/metadata.name": name}
+		for i := 0; i+1 < len(labels); i += 2 {
+			l[labels[i]] = labels[i+1]
+		}
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l}}
+	}
+	classic := func(namespace string) *corev1.Pod {
+		return &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "web-abc-x", Labels: map[string]string{"app": "web", "pod-template-hash": "abc"},
+				Annotations:     map[string]string{"sidecar.istio.io/status": `{"containers":["istio-proxy"],"revision":"default"}`},
+				OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-abc", Controller: ptr.To(true)}}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}, {Name: "istio-proxy"}}},
+		}
+	}
+	none := metav1.LabelSelectorOpDoesNotExist
+	auto := &admissionv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "istio-sidecar-injector", Labels: map[string]string{"istio.io/rev": "default"}},
+		Webhooks: []admissionv1.MutatingWebhook{{Name: "auto.sidecar-injector.istio.io",
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "istio-injection", Operator: none}, {Key: "istio.io/rev", Operator: none},
+				{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", "kube-public", "kube-node-lease", "local-path-storage"}}}},
+			ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "sidecar.istio.io/inject", Operator: none}, {Key: "istio.io/rev", Operator: none}}}}},
+	}
+	objs := []runtime.Object{
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istiod", Labels: map[string]string{"app": "istiod"}},
+			Spec: appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "discovery", Image: "docker.io/istio/pilot:1.27.1"}}}}}},
+		auto,
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.34.4"}}},
+		ns("istio-system"), ns("shop"), classic("shop"), ns("off", "istio-injection", "disabled"), classic("off"),
+	}
+	p, err := BuildPlan(context.Background(), fake.NewClientset(objs...), Scope{MaxSurgePods: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, it := range p.Items {
+		got[it.Namespace] = it.Action + ": " + it.Advice
+	}
+	if got["shop"] != "restart: " || !strings.HasPrefix(got["off"], "report: not restarted: its pod template is not injected now (namespace label istio-injection=disabled)") {
+		t.Errorf("plan: %v; want shop restarted (enableNamespacesByDefault), off reported", got)
+	}
+	// Without the auto webhook, shop is outside the mesh.
+	p, err = BuildPlan(context.Background(), fake.NewClientset(append(objs[:1:1], objs[2:]...)...), Scope{MaxSurgePods: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range p.Items {
+		if it.Action == ActionRestart {
+			t.Errorf("without enableNamespacesByDefault: restarts %s/%s", it.Namespace, it.Name)
+		}
+	}
+}
