@@ -274,7 +274,8 @@ type meshScope struct {
 	// revisions are those precheck judges (Env.Revisions).
 	revisions []string
 	// nsLabels are the labels of every namespace that takes new pods (not
-	// terminating: a probe there would be refused for that alone).
+	// terminating: a probe there would be refused for that alone), but
+	// istiod's own.
 	nsLabels map[string]map[string]string
 }
 
@@ -320,8 +321,15 @@ func (e *Env) meshScope(ctx context.Context) (*meshScope, error) {
 			return nil, err
 		}
 		s := &meshScope{mesh: m, revisions: revs, nsLabels: map[string]map[string]string{}}
+		// istiod's namespaces are the control plane's, which migrate leaves
+		// alone (as it does in namespaceLabels): with enableNamespacesByDefault
+		// they would resolve to a revision like any unlabelled namespace.
+		own := map[string]bool{}
+		for _, ns := range m.Namespaces() {
+			own[ns] = true
+		}
 		for _, ns := range nss {
-			if ns.Status.Phase != corev1.NamespaceTerminating {
+			if ns.Status.Phase != corev1.NamespaceTerminating && !own[ns.Name] {
 				s.nsLabels[ns.Name] = ns.Labels
 			}
 		}

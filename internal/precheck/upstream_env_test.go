@@ -187,4 +187,68 @@ func TestUpstreamMeshAgainstAnAPIServer(t *testing.T) {
 	if got, want := strings.Join(tmpls, " "), "legacy/Deployment/web→default plain/Deployment/optedtrue→default plain/Deployment/opted→1-27-1 shop/Deployment/cart→1-27-1"; got != want {
 		t.Errorf("mesh workloads: %s\nwant %s", got, want)
 	}
+
+	// Istio's enableNamespacesByDefault adds the "auto." webhook to the
+	// default revision's injector: unlabelled namespaces are in the mesh
+	// then, and probed through it; kube-system and istiod's own are not.
+	hooks, err := kc.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "istio-sidecar-injector", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	autoHook := hooks.Webhooks[len(hooks.Webhooks)-1].DeepCopy() // the object. webhook's client and rules
+	autoHook.Name = "auto.sidecar-injector.istio.io"
+	url := srv.URL + "/" + autoHook.Name
+	autoHook.ClientConfig.URL = &url
+	notExist := metav1.LabelSelectorOpDoesNotExist
+	autoHook.NamespaceSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "istio-injection", Operator: notExist}, {Key: "istio.io/rev", Operator: notExist},
+		{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", "kube-public", "kube-node-lease", "local-path-storage"}}}}
+	autoHook.ObjectSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "sidecar.istio.io/inject", Operator: notExist}, {Key: "istio.io/rev", Operator: notExist}}}
+	hooks.Webhooks = append(hooks.Webhooks, *autoHook)
+	must(kc.AdmissionregistrationV1().MutatingWebhookConfigurations().Update(ctx, hooks, metav1.UpdateOptions{}))
+	probe = ProbePod()
+	probe.Labels["app"] = "warmup"
+	if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		_, err := kc.CoreV1().Pods("plain").Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		mu.Lock()
+		defer mu.Unlock()
+		return err == nil && len(seen[autoHook.Name]) > 0, nil
+	}); err != nil {
+		t.Fatalf("the auto webhook never answered: %v", err)
+	}
+	mu.Lock()
+	seen = map[string][]string{}
+	mu.Unlock()
+	e = &Env{Kube: kc, Client: clients.Client}
+	if res, err = checkAdmission(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	probed := map[string]string{}
+	for _, r := range res {
+		for _, ns := range r.Namespaces {
+			if r.Workload == "" {
+				probed[ns] = r.Revision
+			}
+		}
+	}
+	if probed["plain"] != "default" || probed["legacy"] != "default" || probed["shop"] != "1-27-1" {
+		t.Errorf("with enableNamespacesByDefault, probed %v; want plain by default too:\n%s", probed, lines(res))
+	}
+	for _, ns := range []string{"kube-system", "istio-system", "off"} {
+		if _, ok := probed[ns]; ok {
+			t.Errorf("with enableNamespacesByDefault, %s was probed:\n%s", ns, lines(res))
+		}
+	}
+	mu.Lock()
+	autoSaw := seen[autoHook.Name]
+	mu.Unlock()
+	if len(autoSaw) == 0 {
+		t.Errorf("no probe reached %s: %v", autoHook.Name, seen)
+	}
+	lay, err := checkLayout(ctx, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(lines(lay), "warn: enableNamespacesByDefault is on (webhook auto.sidecar-injector.istio.io in istio-sidecar-injector)") {
+		t.Errorf("precheck's layout does not say enableNamespacesByDefault is on:\n%s", lines(lay))
+	}
 }
