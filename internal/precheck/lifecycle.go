@@ -100,6 +100,10 @@ type RevisionConfig struct {
 	// StartupProbe is global.proxy.startupProbe.enabled (true unless the
 	// values say otherwise).
 	StartupProbe bool
+	// NamespacesByDefault is sidecarInjectorWebhook.enableNamespacesByDefault:
+	// what the revision was installed with (the webhook it renders is what
+	// the API server applies, see meshdiscovery.AutoWebhook).
+	NamespacesByDefault bool
 }
 
 // ParseRevisionConfig reads the two ConfigMaps' data (either may be empty).
@@ -121,6 +125,9 @@ func ParseRevisionConfig(mesh, values string) (RevisionConfig, error) {
 				} `json:"startupProbe"`
 			} `json:"proxy"`
 		} `json:"global"`
+		SidecarInjectorWebhook struct {
+			EnableNamespacesByDefault bool `json:"enableNamespacesByDefault"`
+		} `json:"sidecarInjectorWebhook"`
 	}
 	if values != "" {
 		if err := json.Unmarshal([]byte(values), &v); err != nil {
@@ -128,6 +135,7 @@ func ParseRevisionConfig(mesh, values string) (RevisionConfig, error) {
 		}
 	}
 	rc.Hold = v.Global.Proxy.HoldApplicationUntilProxyStarts
+	rc.NamespacesByDefault = v.SidecarInjectorWebhook.EnableNamespacesByDefault
 	if en := v.Global.Proxy.StartupProbe.Enabled; en != nil {
 		rc.StartupProbe = *en
 	}
