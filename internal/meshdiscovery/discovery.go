@@ -16,6 +16,7 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/client-go/kubernetes"
 
@@ -121,6 +122,26 @@ type Mesh struct {
 	Revisions []Revision
 	Tags      []Tag
 	Findings  []Finding
+	// Auto is the webhook Istio installs with enableNamespacesByDefault,
+	// nil when there is none.
+	Auto *AutoInjection
+}
+
+// AutoWebhook is the name of the webhook Istio's charts add to the default
+// revision's injector (and to the default tag's) when
+// sidecarInjectorWebhook.enableNamespacesByDefault is true: it injects pods
+// without injection labels in namespaces without injection labels
+// (manifests/charts/istio-control/istio-discovery/templates/mutatingwebhook.yaml
+// and revision-tags-mwc.yaml, "Special case 3: no labels at all").
+const AutoWebhook = "auto.sidecar-injector.istio.io"
+
+// AutoInjection is an enableNamespacesByDefault webhook, with its
+// selectors as the API server applies them.
+type AutoInjection struct {
+	// Configuration is the MutatingWebhookConfiguration that holds it.
+	Configuration string
+	namespaces    labels.Selector
+	objects       labels.Selector
 }
 
 // Discover lists the istiod Deployments (app=istiod) in namespace, or in
@@ -135,14 +156,18 @@ func Discover(ctx context.Context, kube kubernetes.Interface, namespace string) 
 		}
 		return nil, fmt.Errorf("list istiod Deployments (%s) in %s: %w", istiod.Label, where, err)
 	}
-	hooks, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{LabelSelector: TagLabel})
+	// Every configuration: the tags' (labelled istio.io/tag) and the one
+	// that may hold the enableNamespacesByDefault webhook (the default
+	// revision's, labelled istio.io/rev=default or not at all).
+	hooks, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("list the revision tags (MutatingWebhookConfigurations labelled %s): %w", TagLabel, err)
+		return nil, fmt.Errorf("list the injector webhooks and revision tags (MutatingWebhookConfigurations): %w", err)
 	}
 	tags := hooks.Items
 	if namespace != "" {
-		// Narrowed: a tag of a revision outside namespace is another control
-		// plane's (or none's), which this discovery cannot judge.
+		// Narrowed: a tag or injector of a revision outside namespace is
+		// another control plane's (or none's), which this discovery cannot
+		// judge.
 		revs := map[string]bool{}
 		for _, d := range deps.Items {
 			revs[RevisionOf(d.Labels)] = true
@@ -157,8 +182,10 @@ func Discover(ctx context.Context, kube kubernetes.Interface, namespace string) 
 	return FromObjects(deps.Items, tags), nil
 }
 
-// FromObjects reads the mesh from istiod Deployments and tag webhook
-// configurations. Bad input becomes findings, never an error or a panic.
+// FromObjects reads the mesh from istiod Deployments and mutating webhook
+// configurations (those labelled istio.io/tag are tags; any may hold the
+// enableNamespacesByDefault webhook). Bad input becomes findings, never an
+// error or a panic.
 func FromObjects(deps []appsv1.Deployment, tagHooks []admissionv1.MutatingWebhookConfiguration) *Mesh {
 	m := &Mesh{}
 	deps = append([]appsv1.Deployment(nil), deps...)
@@ -220,8 +247,65 @@ func FromObjects(deps []appsv1.Deployment, tagHooks []admissionv1.MutatingWebhoo
 				Hint:    "rename the tag: istioctl tag remove " + t.Name})
 		}
 	}
+	m.readAuto(tagHooks)
 	m.Layout = layoutOf(m.Revisions)
 	return m
+}
+
+// readAuto finds the enableNamespacesByDefault webhook and says what it
+// does: every unlabelled namespace is in the mesh.
+func (m *Mesh) readAuto(hooks []admissionv1.MutatingWebhookConfiguration) {
+	hooks = append([]admissionv1.MutatingWebhookConfiguration(nil), hooks...)
+	sort.Slice(hooks, func(i, j int) bool { return hooks[i].Name < hooks[j].Name })
+	var found []string
+	for _, h := range hooks {
+		if h.DeletionTimestamp != nil {
+			continue
+		}
+		for _, w := range h.Webhooks {
+			if w.Name != AutoWebhook {
+				continue
+			}
+			found = append(found, h.Name)
+			if m.Auto != nil {
+				continue
+			}
+			ns, err := selectorOf(w.NamespaceSelector)
+			if err == nil {
+				var obj labels.Selector
+				if obj, err = selectorOf(w.ObjectSelector); err == nil {
+					m.Auto = &AutoInjection{Configuration: h.Name, namespaces: ns, objects: obj}
+					continue
+				}
+			}
+			m.Findings = append(m.Findings, Finding{Severity: Warn,
+				Message: fmt.Sprintf("webhook %s of MutatingWebhookConfiguration %s has a selector the API server cannot apply (%v): meshaddon leaves it out of which namespaces are in the mesh", AutoWebhook, h.Name, err),
+				Hint:    "fix the webhook's selectors (reinstall Istio's chart)"})
+		}
+	}
+	if m.Auto == nil {
+		return
+	}
+	by := m.target(DefaultRevision, "")
+	rev := by.Revision
+	if rev == "" {
+		rev = "no istiod (the default revision or tag has none)"
+	} else if by.Revision != by.Name {
+		rev = fmt.Sprintf("%s (tag %s)", by.Revision, by.Name)
+	}
+	m.Findings = append(m.Findings, Finding{Severity: Warn,
+		Message: fmt.Sprintf("enableNamespacesByDefault is on (webhook %s in %s): every namespace without %s or %s labels is in the mesh, injected by %s, but for the pods labelled %s or %s; meshaddon counts those namespaces in the mesh (precheck probes them, migrate restarts there)",
+			AutoWebhook, strings.Join(found, ", "), InjectionLabel, RevisionLabel, rev, InjectLabel, RevisionLabel),
+		Hint: fmt.Sprintf("label a namespace that must stay out %s=disabled; Istio's value sidecarInjectorWebhook.enableNamespacesByDefault=false turns it off", InjectionLabel)})
+}
+
+// selectorOf is a webhook's selector; nil selects everything, as the API
+// server reads it.
+func selectorOf(s *metav1.LabelSelector) (labels.Selector, error) {
+	if s == nil {
+		return labels.Everything(), nil
+	}
+	return metav1.LabelSelectorAsSelector(s)
 }
 
 // RevisionOf is the revision in an object's istio.io/rev label, "default"
@@ -404,8 +488,11 @@ func (m *Mesh) ResolveNamespace(nsLabels map[string]string) Target {
 //     label DoesNotExist);
 //   - in an unlabelled namespace the pod's istio.io/rev selects ("rev.object."),
 //     else sidecar.istio.io/inject=true selects the default revision ("object.").
-//
-// enableNamespacesByDefault (Istio's "auto." webhook) is not modelled.
+//   - else, with enableNamespacesByDefault ("auto."), a pod without
+//     injection labels in a namespace without them (but kube-system,
+//     kube-public, kube-node-lease, local-path-storage: its namespace
+//     selector, applied as the API server does) goes to the default tag or
+//     revision.
 func (m *Mesh) ResolvePod(nsLabels, podLabels map[string]string) Target {
 	if podLabels[InjectLabel] == "false" {
 		return Target{Via: "pod label " + InjectLabel + "=false"}
@@ -424,6 +511,9 @@ func (m *Mesh) ResolvePod(nsLabels, podLabels map[string]string) Target {
 	}
 	if podLabels[InjectLabel] == "true" {
 		return m.target(DefaultRevision, "pod label "+InjectLabel+"=true")
+	}
+	if a := m.Auto; a != nil && a.namespaces.Matches(labels.Set(nsLabels)) && a.objects.Matches(labels.Set(podLabels)) {
+		return m.target(DefaultRevision, "no injection label, enableNamespacesByDefault (webhook "+AutoWebhook+")")
 	}
 	return Target{Via: "no injection label"}
 }

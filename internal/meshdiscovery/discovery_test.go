@@ -238,3 +238,90 @@ func TestDiscoverNarrows(t *testing.T) {
 		t.Errorf("narrowed to %s: %+v", AKSNamespace, m)
 	}
 }
+
+// autoHook is the default revision's injector as Istio's chart renders it
+// with sidecarInjectorWebhook.enableNamespacesByDefault=true: the "auto."
+// webhook's selectors are the chart's (mutatingwebhook.yaml, "Special case
+// 3: no labels at all").
+func autoHook(nsSelector *metav1.LabelSelector) admissionv1.MutatingWebhookConfiguration {
+	return admissionv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "istio-sidecar-injector", Labels: map[string]string{RevisionLabel: "default"}},
+		Webhooks: []admissionv1.MutatingWebhook{
+			{Name: "rev.namespace.sidecar-injector.istio.io"},
+			{Name: "namespace.sidecar-injector.istio.io"},
+			{Name: AutoWebhook, NamespaceSelector: nsSelector, ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: InjectLabel, Operator: metav1.LabelSelectorOpDoesNotExist},
+				{Key: RevisionLabel, Operator: metav1.LabelSelectorOpDoesNotExist},
+			}}},
+		},
+	}
+}
+
+var chartAutoNamespaces = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+	{Key: InjectionLabel, Operator: metav1.LabelSelectorOpDoesNotExist},
+	{Key: RevisionLabel, Operator: metav1.LabelSelectorOpDoesNotExist},
+	{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", "kube-public", "kube-node-lease", "local-path-storage"}},
+}}
+
+// With enableNamespacesByDefault an unlabelled namespace is in the mesh
+// (issue 15): discovery finds the "auto." webhook, says so as a finding, and
+// resolves pods without injection labels there to the default revision (or
+// the default tag's), by the webhook's own selectors; without it they are
+// outside the mesh.
+func TestEnableNamespacesByDefault(t *testing.T) {
+	deps := []appsv1.Deployment{
+		dep("istio-system", "istiod", "", "docker.io/istio/pilot:1.27.1"),
+		dep("istio-system", "istiod-1-27-1", "1-27-1", "docker.io/istio/pilot:1.27.1"),
+	}
+	m := FromObjects(deps, []admissionv1.MutatingWebhookConfiguration{autoHook(chartAutoNamespaces), tagHook("prod", "1-27-1")})
+	if m.Auto == nil || m.Auto.Configuration != "istio-sidecar-injector" {
+		t.Fatalf("auto webhook not found: %+v", m.Auto)
+	}
+	if len(m.Findings) != 1 || m.Findings[0].Severity != Warn ||
+		!strings.Contains(m.Findings[0].Message, "enableNamespacesByDefault is on (webhook auto.sidecar-injector.istio.io in istio-sidecar-injector): every namespace without istio-injection or istio.io/rev labels is in the mesh, injected by default") {
+		t.Errorf("findings: %+v", m.Findings)
+	}
+	name := func(ns string, kv ...string) map[string]string {
+		out := map[string]string{"kubernetes.io/metadata.name": ns}
+		for i := 0; i+1 < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name     string
+		ns, pod  map[string]string
+		revision string // "" for not injected
+		via      string
+	}{
+		{"unlabelled namespace", name("shop"), map[string]string{"app": "web"}, "default", "enableNamespacesByDefault"},
+		{"kube-system stays out", name("kube-system"), nil, "", "no injection label"},
+		{"local-path-storage stays out", name("local-path-storage"), nil, "", "no injection label"},
+		{"istio-injection=disabled stays out", name("batch", InjectionLabel, "disabled"), nil, "", "istio-injection=disabled"},
+		{"namespace tag still wins", name("shop", RevisionLabel, "prod"), nil, "1-27-1", "namespace label istio.io/rev=prod"},
+		{"pod opts out", name("shop"), map[string]string{InjectLabel: "false"}, "", "sidecar.istio.io/inject=false"},
+		{"pod's own revision", name("shop"), map[string]string{RevisionLabel: "1-27-1"}, "1-27-1", "pod label istio.io/rev=1-27-1"},
+	} {
+		got := m.ResolvePod(c.ns, c.pod)
+		if got.Revision != c.revision || got.Injected != (c.revision != "") || !strings.Contains(got.Via, c.via) {
+			t.Errorf("%s: %+v, want revision %q via %q", c.name, got, c.revision, c.via)
+		}
+	}
+
+	// A default tag takes the auto webhook's pods, as it takes
+	// istio-injection=enabled's.
+	withTag := FromObjects(deps, []admissionv1.MutatingWebhookConfiguration{autoHook(chartAutoNamespaces), tagHook("default", "1-27-1")})
+	if got := withTag.ResolveNamespace(name("shop")); got.Revision != "1-27-1" {
+		t.Errorf("with a default tag: %+v, want 1-27-1", got)
+	}
+	// Without the webhook, an unlabelled namespace is outside the mesh.
+	if got := FromObjects(deps, nil).ResolveNamespace(name("shop")); got.Injected {
+		t.Errorf("without enableNamespacesByDefault: %+v", got)
+	}
+	// A selector the API server could not apply is a finding, not a panic.
+	bad := &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "x", Operator: "Sometimes"}}}
+	m = FromObjects(deps, []admissionv1.MutatingWebhookConfiguration{autoHook(bad)})
+	if m.Auto != nil || len(m.Findings) != 1 || !strings.Contains(m.Findings[0].Message, "has a selector the API server cannot apply") {
+		t.Errorf("bad selector: auto %+v, findings %+v", m.Auto, m.Findings)
+	}
+}

@@ -27,9 +27,11 @@ import (
 // podResources are one pod's requests and limits.
 type podResources struct{ req, lim corev1.ResourceList }
 
-// gather fills in each restart's facts. pods are the requests of one
-// classic pod of each workload, read with the plan.
-func (p *Plan) gather(ctx context.Context, kube kubernetes.Interface, scope Scope, pods map[inventory.Workload]podResources) error {
+// gather reads each restart's pod template and fills in its facts. pods
+// are the requests of one classic pod of each workload, read with the plan.
+// decide sees each restart with its template read (templated) and may turn
+// it into a report, before its facts are gathered.
+func (p *Plan) gather(ctx context.Context, kube kubernetes.Interface, scope Scope, pods map[inventory.Workload]podResources, decide func(*Item)) error {
 	idx := map[inventory.Workload]*Item{}
 	for i := range p.Items {
 		if p.Items[i].Action == ActionRestart {
@@ -50,6 +52,7 @@ func (p *Plan) gather(ctx context.Context, kube kubernetes.Interface, scope Scop
 	set := func(kind string, obj metav1.Object, spec func(*Item)) {
 		if it := idx[inventory.Workload{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}]; it != nil {
 			it.labels = obj.GetLabels()
+			it.templated = true
 			spec(it)
 		}
 	}
@@ -58,7 +61,7 @@ func (p *Plan) gather(ctx context.Context, kube kubernetes.Interface, scope Scop
 			d := &l.Items[i]
 			set("Deployment", d, func(it *Item) {
 				it.Replicas, it.Surge, it.MaxUnavailable = ptr.Deref(d.Spec.Replicas, 1), capacity.Surge(d), capacity.MaxUnavailable(d)
-				it.podLabels = d.Spec.Template.Labels
+				it.podLabels, it.podAnnotations = d.Spec.Template.Labels, d.Spec.Template.Annotations
 			})
 		}
 		return nil
@@ -71,7 +74,7 @@ func (p *Plan) gather(ctx context.Context, kube kubernetes.Interface, scope Scop
 			s := &l.Items[i]
 			set("StatefulSet", s, func(it *Item) {
 				it.Replicas, it.Surge, it.MaxUnavailable = ptr.Deref(s.Spec.Replicas, 1), capacity.Surge(s), capacity.MaxUnavailable(s)
-				it.podLabels = s.Spec.Template.Labels
+				it.podLabels, it.podAnnotations = s.Spec.Template.Labels, s.Spec.Template.Annotations
 				if ru := s.Spec.UpdateStrategy.RollingUpdate; ru != nil && ptr.Deref(ru.Partition, 0) > 0 {
 					it.Notes = append(it.Notes, fmt.Sprintf("rollingUpdate.partition %d: the StatefulSet controller only replaces pods with an ordinal ≥ %d, so the others stay classic", *ru.Partition, *ru.Partition))
 				}
@@ -90,7 +93,7 @@ func (p *Plan) gather(ctx context.Context, kube kubernetes.Interface, scope Scop
 			d := &l.Items[i]
 			set("DaemonSet", d, func(it *Item) {
 				it.Replicas, it.Surge, it.MaxUnavailable = d.Status.DesiredNumberScheduled, capacity.Surge(d), capacity.MaxUnavailable(d)
-				it.podLabels = d.Spec.Template.Labels
+				it.podLabels, it.podAnnotations = d.Spec.Template.Labels, d.Spec.Template.Annotations
 				if d.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType {
 					it.Notes = append(it.Notes, "update strategy OnDelete: migrate cannot roll it; it is skipped with what to do")
 				}
@@ -100,6 +103,15 @@ func (p *Plan) gather(ctx context.Context, kube kubernetes.Interface, scope Scop
 	})
 	if err != nil {
 		return fmt.Errorf("list daemonsets: %w", err)
+	}
+	for w, it := range idx {
+		if decide(it); it.Action != ActionRestart {
+			it.Notes = nil // of a restart that will not be
+			delete(idx, w)
+		}
+	}
+	if len(idx) == 0 {
+		return nil
 	}
 	pdbs, err := listPDBs(ctx, kube, ns)
 	if err != nil {

@@ -50,8 +50,11 @@ type Item struct {
 	// a surge above the whole budget, a partition.
 	Notes []string `json:"notes,omitempty"`
 
-	podLimits         corev1.ResourceList
-	labels, podLabels map[string]string
+	podLimits corev1.ResourceList
+	// labels are the workload's; podLabels and podAnnotations its pod
+	// template's, when templated (read by gather).
+	labels, podLabels, podAnnotations map[string]string
+	templated                         bool
 }
 
 // Actions of a plan item.
@@ -128,8 +131,9 @@ func Untouched(namespace, meshNamespace string) bool {
 	return never[namespace] || namespace == meshNamespace
 }
 
-// BuildPlan finds the workloads with classic pods whose revision's istiod
-// now injects native, in namespaces that are in the mesh.
+// BuildPlan finds the workloads with classic pods whose pod template is
+// injected now by a revision that injects native (restartRule); the other
+// workloads with classic pods are reported with why.
 func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Plan, error) {
 	mesh, err := meshdiscovery.Discover(ctx, kube, scope.MeshNamespace)
 	if err != nil {
@@ -139,28 +143,28 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 	if err != nil {
 		return nil, err
 	}
-	meshNS, err := meshNamespaces(ctx, kube, mesh)
+	scopeNS, err := namespaceLabels(ctx, kube, mesh)
 	if err != nil {
 		return nil, err
 	}
+	rule := &restartRule{mesh: mesh, native: native, nsLabels: scopeNS}
 	sum := inventory.NewSummarizer()
 	pods := map[inventory.Workload]podResources{}
+	// podMeta: one classic pod's metadata of each owner, which stands for
+	// the template of a workload migrate reads none of (a Job, a bare pod).
+	podMeta := map[inventory.Workload]metav1.ObjectMeta{}
 	opts := metav1.ListOptions{LabelSelector: scope.Selector, Limit: 500}
 	err = inventory.EachListPage(ctx, opts, kube.CoreV1().Pods(scope.Namespace).List, func(list *corev1.PodList) error {
 		kept := make([]inventory.Pod, 0, len(list.Items))
 		for i := range list.Items {
 			r := inventory.Classify(&list.Items[i])
-			// Only classic pods injected by a revision that is native now,
-			// and not pinned to classic by the per-pod annotation.
-			if r.Mode != inventory.Classic || !native[r.Revision] || r.Override == "false" {
-				continue
-			}
-			if Untouched(r.Namespace, scope.MeshNamespace) || !meshNS[r.Namespace] {
+			if !rule.candidate(r) || Untouched(r.Namespace, scope.MeshNamespace) {
 				continue
 			}
 			kept = append(kept, r)
 			if _, ok := pods[r.Owner]; !ok {
 				pods[r.Owner] = podResources{capacity.PodRequests(&list.Items[i]), capacity.PodLimits(&list.Items[i])}
+				podMeta[r.Owner] = list.Items[i].ObjectMeta
 			}
 		}
 		sum.Add(kept)
@@ -202,8 +206,29 @@ func BuildPlan(ctx context.Context, kube kubernetes.Interface, scope Scope) (*Pl
 		}
 		return a < b
 	})
-	if err := p.gather(ctx, kube, scope, pods); err != nil {
+	for owner, m := range podMeta {
+		if c, ok := jobs[owner]; ok {
+			podMeta[c] = m // a CronJob's Jobs: one's pod stands for it
+		}
+	}
+	// What new pods get is decided by the template now (the pods' labels
+	// are the template's when they were created); a pod's own stand for a
+	// template migrate does not read, or one gone since.
+	decide := func(it *Item) {
+		l, a := it.podLabels, it.podAnnotations
+		if !it.templated {
+			m := podMeta[it.Workload]
+			l, a = m.Labels, m.Annotations
+		}
+		rule.apply(it, l, a)
+	}
+	if err := p.gather(ctx, kube, scope, pods, decide); err != nil {
 		return nil, err
+	}
+	for i := range p.Items {
+		if it := &p.Items[i]; !restartable[it.Kind] {
+			decide(it)
+		}
 	}
 	p.SurgeBudget, p.SurgeBudgetFrom = scope.MaxSurgePods, "--max-surge-pods"
 	if scope.MaxSurgePods <= 0 {
@@ -273,10 +298,9 @@ func nativeRevisions(ctx context.Context, kube kubernetes.Interface, mesh *meshd
 	return out, nil
 }
 
-// meshNamespaces are the namespaces whose labels select an injecting
-// revision as Istio's webhooks do (istio.io/rev, or istio-injection=enabled
-// on upstream Istio), the mesh's own namespaces left out.
-func meshNamespaces(ctx context.Context, kube kubernetes.Interface, mesh *meshdiscovery.Mesh) (map[string]bool, error) {
+// namespaceLabels are the labels of every namespace migrate may restart
+// pods in: not the mesh's own (where discovery found istiods).
+func namespaceLabels(ctx context.Context, kube kubernetes.Interface, mesh *meshdiscovery.Mesh) (map[string]map[string]string, error) {
 	list, err := kube.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list namespaces: %w", err)
@@ -285,10 +309,10 @@ func meshNamespaces(ctx context.Context, kube kubernetes.Interface, mesh *meshdi
 	for _, ns := range mesh.Namespaces() {
 		own[ns] = true
 	}
-	out := map[string]bool{}
+	out := map[string]map[string]string{}
 	for _, ns := range list.Items {
-		if !own[ns.Name] && mesh.ResolveNamespace(ns.Labels).Injected {
-			out[ns.Name] = true
+		if !own[ns.Name] {
+			out[ns.Name] = ns.Labels
 		}
 	}
 	return out, nil

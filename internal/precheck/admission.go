@@ -11,7 +11,6 @@ package precheck
 import (
 	"context"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -163,27 +162,20 @@ type probeGroup struct {
 	webhooks   []PodWebhook // those that act on pods there (namespace selector)
 }
 
-// groupNamespaces groups mesh namespaces by revision, by which webhooks
-// act on pods in them (their namespace selectors) and by apart, what the
-// API server's own admission sees of each namespace (namespacedAdmission).
-func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhook, apart map[string]string) []probeGroup {
+// groupNamespaces groups the namespaces scope puts in the mesh by the
+// revision injecting them, by which webhooks act on pods in them (their
+// namespace selectors, which read the very labels that decide injection:
+// istio-injection, istio.io/rev) and by apart, what the API server's own
+// admission sees of each namespace (namespacedAdmission).
+func groupNamespaces(nss []corev1.Namespace, scope *meshScope, whs []PodWebhook, apart map[string]string) []probeGroup {
 	byKey := map[string]*probeGroup{}
 	var keys []string
 	for _, ns := range nss {
-		rev := ns.Labels[inventory.RevisionLabel]
-		// A namespace being deleted takes no new pod: a probe there would
-		// be refused for that alone.
-		if !slices.Contains(revisions, rev) || ns.Status.Phase == corev1.NamespaceTerminating {
+		rev, ok := scope.namespaceRevision(ns.Name)
+		if !ok {
 			continue
 		}
-		var match []PodWebhook
-		key := rev + "|" + apart[ns.Name]
-		for i, w := range whs {
-			if selects(w.NamespaceSelector, ns.Labels) {
-				match = append(match, w)
-				key += fmt.Sprintf(",%d", i)
-			}
-		}
+		key, match := namespaceKey(ns, rev, whs, apart)
 		g := byKey[key]
 		if g == nil {
 			g = &probeGroup{revision: rev, webhooks: match}
@@ -200,6 +192,20 @@ func groupNamespaces(nss []corev1.Namespace, revisions []string, whs []PodWebhoo
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].namespaces[0] < out[j].namespaces[0] })
 	return out
+}
+
+// namespaceKey names what admission sees of a pod's namespace: the revision
+// injecting it, apart, and which of whs select the namespace (returned).
+func namespaceKey(ns corev1.Namespace, rev string, whs []PodWebhook, apart map[string]string) (string, []PodWebhook) {
+	var match []PodWebhook
+	key := rev + "|" + apart[ns.Name]
+	for i, w := range whs {
+		if selects(w.NamespaceSelector, ns.Labels) {
+			match = append(match, w)
+			key += fmt.Sprintf(",%d", i)
+		}
+	}
+	return key, match
 }
 
 // ProbePod is the pod the dry run creates: small requests and limits, so a
@@ -345,7 +351,7 @@ func (e *Env) ValidatingWebhooks(ctx context.Context) ([]admissionv1.ValidatingW
 }
 
 func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
-	revs, err := e.Revisions(ctx)
+	scope, err := e.meshScope(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -366,9 +372,17 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 		return nil, err
 	}
 	probe := ProbePod()
-	groups := groupNamespaces(nss, revs, PodWebhooks(mut, val), apart)
-	if len(groups) == 0 {
-		return one(Skip, "no namespace is labelled for a mesh revision ("+inventory.RevisionLabel+")", ""), nil
+	whs := PodWebhooks(mut, val)
+	groups := groupNamespaces(nss, scope, whs, apart)
+	// Workloads opted in by their own pod labels where their namespace is
+	// not: no probe stands for them (it carries no injection label, as a
+	// real pod of the namespace would not), so each kind is tried as it is.
+	optedIn, err := optedInSamples(ctx, e, scope, nss, whs, apart)
+	if err != nil {
+		return nil, err
+	}
+	if len(groups) == 0 && len(optedIn) == 0 {
+		return one(Skip, noMeshNamespace, ""), nil
 	}
 	// One probe per group, several at once (they are independent); the
 	// results are kept in the groups' order.
@@ -407,10 +421,13 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 	}
 	var out []Result
 	proven, total := 0, 0
+	// provenNS and provenSamples are what the OK result names, for -o json.
+	var provenNS, provenSamples []string
 	for i, v := range verdicts {
 		total += len(groups[i].namespaces)
 		if v.proven {
 			proven += len(groups[i].namespaces)
+			provenNS = append(provenNS, groups[i].namespaces...)
 		} else if v.result != nil {
 			out = append(out, *v.result)
 		}
@@ -418,10 +435,11 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 	probes := len(groups)
 	// Webhooks that select on pod labels may treat real workloads unlike
 	// the probe: one of each distinct template is tried as it is.
-	samples, err := templateSamples(ctx, e, groups, probe.Labels)
+	samples, err := templateSamples(ctx, e, scope, groups, probe.Labels)
 	if err != nil {
 		return nil, err
 	}
+	samples = append(samples, optedIn...)
 	probes += len(samples)
 	sampled := make([]*Result, len(samples))
 	workqueue.ParallelizeUntil(ctx, dryRunsAtOnce, len(samples), func(i int) {
@@ -432,26 +450,61 @@ func checkAdmission(ctx context.Context, e *Env) ([]Result, error) {
 			pod.Annotations = map[string]string{}
 		}
 		pod.Annotations[nativeAnnotation] = "true"
-		where := fmt.Sprintf("%s/%s (its pod labels meet other webhooks than the probe's)", smp.namespace, smp.workload)
+		why := smp.why
+		if why == "" {
+			why = "its pod labels meet other webhooks than the probe's"
+		}
+		where := fmt.Sprintf("%s/%s (%s)", smp.namespace, smp.workload, why)
+		var noDryRun []PodWebhook
+		for _, w := range smp.webhooks {
+			if !w.SupportsDryRun() {
+				noDryRun = append(noDryRun, w)
+			}
+		}
+		if len(noDryRun) > 0 {
+			r := sideEffectsUnproven(where, probeGroup{revision: smp.revision, namespaces: []string{smp.namespace}}, noDryRun)
+			r.Workload = smp.workload
+			sampled[i] = &r
+			return
+		}
 		if r := dryRun(ctx, e, smp.namespace, pod, where, smp.webhooks); r != nil {
-			r.Namespaces, r.Workload = []string{smp.namespace}, smp.workload
+			r.Namespaces, r.Workload, r.Revision = []string{smp.namespace}, smp.workload, smp.revision
 			sampled[i] = r
 		}
 	})
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	for _, r := range sampled {
+	optedInProven := 0
+	for i, r := range sampled {
 		if r != nil {
 			out = append(out, *r)
+			continue
 		}
+		smp := samples[i]
+		why := smp.why
+		if why == "" {
+			why = "its pod labels meet other webhooks than the probe's"
+		} else {
+			optedInProven++
+		}
+		provenSamples = append(provenSamples, fmt.Sprintf("admitted as it is: %s/%s (%s)", smp.namespace, smp.workload, why))
 	}
+	probesWord := "dry-run probes"
+	if probes == 1 {
+		probesWord = "dry-run probe"
+	}
+	var ok []string
 	if proven > 0 {
-		probesWord := "dry-run probes"
-		if probes == 1 {
-			probesWord = "dry-run probe"
-		}
-		out = append([]Result{{Status: OK, Message: fmt.Sprintf("%d of %d mesh namespaces admit a pod with a native istio-proxy (%d %s)", proven, total, probes, probesWord)}}, out...)
+		ok = append(ok, fmt.Sprintf("%d of %d mesh namespaces admit a pod with a native istio-proxy", proven, total))
+	}
+	if optedInProven > 0 {
+		ok = append(ok, fmt.Sprintf("%d of %d kinds of workload opted in by their own pod labels (in namespaces outside the mesh) admit theirs", optedInProven, len(optedIn)))
+	}
+	if len(ok) > 0 {
+		sort.Strings(provenNS)
+		out = append([]Result{{Status: OK, Message: fmt.Sprintf("%s (%d %s)", strings.Join(ok, "; "), probes, probesWord),
+			Namespaces: provenNS, Details: provenSamples}}, out...)
 	}
 	return out, nil
 }
@@ -537,9 +590,11 @@ func unanswered(err error, webhooks []PodWebhook) (PodWebhook, bool) {
 // templateSample is a workload whose pod template meets another set of
 // webhooks than the probe in its namespace.
 type templateSample struct {
-	namespace, workload string
-	template            corev1.PodTemplateSpec
-	webhooks            []PodWebhook
+	namespace, workload, revision string
+	template                      corev1.PodTemplateSpec
+	webhooks                      []PodWebhook
+	// why it is tried as it is ("" for other webhooks than the probe's).
+	why string
 }
 
 // templateSamples goes through the Deployments, StatefulSets and DaemonSets
@@ -547,7 +602,9 @@ type templateSample struct {
 // labels, and keeps one workload for each distinct set of webhooks their
 // templates meet (other than the probe's). Namespaces whose webhooks have
 // no object selector are skipped: every pod there meets the same webhooks.
-func templateSamples(ctx context.Context, e *Env, groups []probeGroup, probeLabels map[string]string) ([]templateSample, error) {
+// A template that no judged revision injects (sidecar.istio.io/inject=false)
+// is not tried: no istio-proxy is expected on it.
+func templateSamples(ctx context.Context, e *Env, scope *meshScope, groups []probeGroup, probeLabels map[string]string) ([]templateSample, error) {
 	var byNS map[string][]template
 	var out []templateSample
 	for _, g := range groups {
@@ -559,28 +616,78 @@ func templateSamples(ctx context.Context, e *Env, groups []probeGroup, probeLabe
 			continue
 		}
 		if byNS == nil {
-			all, err := e.Workloads(ctx)
-			if err != nil {
+			var err error
+			if byNS, err = workloadsByNamespace(ctx, e); err != nil {
 				return nil, err
 			}
-			byNS = map[string][]template{}
-			for _, t := range all {
-				byNS[t.namespace] = append(byNS[t.namespace], t)
-			}
 		}
-		seen := map[string]bool{matchKey(g.webhooks, probeLabels): true}
+		seen := map[string]bool{g.revision + "|" + matchKey(g.webhooks, probeLabels): true}
 		for _, ns := range g.namespaces {
 			for _, t := range byNS[ns] {
-				key := matchKey(g.webhooks, t.tmpl.Labels)
-				if seen[key] {
+				rev, injected := scope.revision(ns, t.tmpl.Labels)
+				key := rev + "|" + matchKey(g.webhooks, t.tmpl.Labels)
+				if !injected || seen[key] {
 					continue
 				}
 				seen[key] = true
-				out = append(out, templateSample{namespace: ns, workload: t.name, template: *t.tmpl, webhooks: selecting(g.webhooks, t.tmpl.Labels)})
+				out = append(out, templateSample{namespace: ns, workload: t.name, revision: rev, template: *t.tmpl, webhooks: selecting(g.webhooks, t.tmpl.Labels)})
 			}
 		}
 	}
 	return out, nil
+}
+
+// optedInSamples are the workloads, in namespaces that scope does not put
+// in the mesh, whose own pod labels do (istio.io/rev, or
+// sidecar.istio.io/inject=true, in an unlabelled namespace): one for each
+// revision, namespace key (namespaceKey) and set of webhooks their templates
+// meet.
+func optedInSamples(ctx context.Context, e *Env, scope *meshScope, nss []corev1.Namespace, whs []PodWebhook, apart map[string]string) ([]templateSample, error) {
+	var byNS map[string][]template
+	seen := map[string]bool{}
+	var out []templateSample
+	for _, ns := range nss {
+		if _, ok := scope.nsLabels[ns.Name]; !ok {
+			continue // terminating
+		}
+		if _, inMesh := scope.namespaceRevision(ns.Name); inMesh {
+			continue
+		}
+		if byNS == nil {
+			var err error
+			if byNS, err = workloadsByNamespace(ctx, e); err != nil {
+				return nil, err
+			}
+		}
+		for _, t := range byNS[ns.Name] {
+			rev, ok := scope.revision(ns.Name, t.tmpl.Labels)
+			if !ok {
+				continue
+			}
+			nsKey, match := namespaceKey(ns, rev, whs, apart)
+			key := nsKey + "|" + matchKey(match, t.tmpl.Labels)
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			out = append(out, templateSample{namespace: ns.Name, workload: t.name, revision: rev, template: *t.tmpl,
+				webhooks: selecting(match, t.tmpl.Labels), why: "opted in by its pod labels: revision " + rev})
+		}
+	}
+	return out, nil
+}
+
+// workloadsByNamespace is Env.Workloads by namespace.
+func workloadsByNamespace(ctx context.Context, e *Env) (map[string][]template, error) {
+	all, err := e.Workloads(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byNS := map[string][]template{}
+	for _, t := range all {
+		byNS[t.namespace] = append(byNS[t.namespace], t)
+	}
+	return byNS, nil
 }
 
 // selecting are those of whs whose object selector takes a pod with these

@@ -63,11 +63,12 @@ func TestPodWebhooksMatchAndGroupNamespaces(t *testing.T) {
 	nss[5].Status.Phase = corev1.NamespaceTerminating
 	// A namespace with its own LimitRange or quota is probed alone: the
 	// API server judges it by its own objects.
-	if alone := groupNamespaces(nss, []string{"asm-1-27"}, whs, map[string]string{"cart": "ns:cart"}); len(alone) != 3 ||
+	scope := scopeOf(t, []string{"asm-1-27"}, nil, nss...)
+	if alone := groupNamespaces(nss, scope, whs, map[string]string{"cart": "ns:cart"}); len(alone) != 3 ||
 		strings.Join(alone[0].namespaces, ",") != "cart" || strings.Join(alone[1].namespaces, ",") != "shop" {
 		t.Errorf("groups with cart alone = %+v", alone)
 	}
-	groups := groupNamespaces(nss, []string{"asm-1-27"}, whs, nil)
+	groups := groupNamespaces(nss, scope, whs, nil)
 	if len(groups) != 2 {
 		t.Fatalf("groups = %+v, want 2", groups)
 	}

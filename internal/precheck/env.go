@@ -2,6 +2,7 @@ package precheck
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -262,6 +263,83 @@ func (e *Env) Revisions(ctx context.Context) ([]string, error) {
 	sort.Strings(revs)
 	return revs, nil
 }
+
+// meshScope resolves which revision injects a namespace's pods, the one
+// rule precheck uses for what is in the mesh: meshdiscovery's, as Istio's
+// injector webhooks select (istio-injection=enabled, istio.io/rev naming a
+// revision or a tag, the pod's own istio.io/rev and sidecar.istio.io/inject,
+// with Istio's precedence), never a label match of precheck's own.
+type meshScope struct {
+	mesh *meshdiscovery.Mesh
+	// revisions are those precheck judges (Env.Revisions).
+	revisions []string
+	// nsLabels are the labels of every namespace that takes new pods (not
+	// terminating: a probe there would be refused for that alone), but
+	// istiod's own.
+	nsLabels map[string]map[string]string
+}
+
+// revision is the judged revision that injects a pod with podLabels in ns,
+// and false when none does (not injected, or by a revision precheck does
+// not judge). A tag answers for its revision; a revision the cluster lists
+// (MeshProfile, ARM) whose istiod is not there yet answers by its name.
+func (s *meshScope) revision(ns string, podLabels map[string]string) (string, bool) {
+	nsl, ok := s.nsLabels[ns]
+	if !ok {
+		return "", false
+	}
+	t := s.mesh.ResolvePod(nsl, podLabels)
+	if !t.Injected {
+		return "", false
+	}
+	rev := t.Revision
+	if rev == "" {
+		rev = t.Name
+	}
+	return rev, slices.Contains(s.revisions, rev)
+}
+
+// namespaceRevision is the revision injecting pods without injection
+// labels of their own in ns.
+func (s *meshScope) namespaceRevision(ns string) (string, bool) {
+	return s.revision(ns, nil)
+}
+
+// meshScope reads the mesh, the judged revisions and the namespaces once.
+func (e *Env) meshScope(ctx context.Context) (*meshScope, error) {
+	return load(e, "meshscope", func() (*meshScope, error) {
+		m, err := e.Mesh(ctx)
+		if err != nil {
+			return nil, err
+		}
+		revs, err := e.Revisions(ctx)
+		if err != nil {
+			return nil, err
+		}
+		nss, err := e.Namespaces(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s := &meshScope{mesh: m, revisions: revs, nsLabels: map[string]map[string]string{}}
+		// istiod's namespaces are the control plane's, which migrate leaves
+		// alone (as it does in namespaceLabels): with enableNamespacesByDefault
+		// they would resolve to a revision like any unlabelled namespace.
+		own := map[string]bool{}
+		for _, ns := range m.Namespaces() {
+			own[ns] = true
+		}
+		for _, ns := range nss {
+			if ns.Status.Phase != corev1.NamespaceTerminating && !own[ns.Name] {
+				s.nsLabels[ns.Name] = ns.Labels
+			}
+		}
+		return s, nil
+	})
+}
+
+// noMeshNamespace is the skip when nothing is injected by a judged revision.
+const noMeshNamespace = "no namespace or workload is injected by a mesh revision (" + meshdiscovery.InjectionLabel + "=enabled, " +
+	meshdiscovery.RevisionLabel + " naming a revision or tag, or " + meshdiscovery.InjectLabel + "=true on the pod)"
 
 // Webhooks are every mutating webhook configuration.
 func (e *Env) Webhooks(ctx context.Context) ([]admissionv1.MutatingWebhookConfiguration, error) {

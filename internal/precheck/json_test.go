@@ -30,7 +30,7 @@ func TestJSONCarriesWhereFindingsStand(t *testing.T) {
 			return JudgeVPAs([]VPA{{Namespace: "ns", Name: "v", Target: "Deployment/web", UpdateMode: "Auto"}}, []template{tmpl("ns", "Deployment/web", nil)}), nil
 		}},
 		{Group: "Lifecycle", Name: "shutdown", Run: func(context.Context, *Env) ([]Result, error) {
-			return JudgeShutdown([]template{tmpl("ns", "Deployment/web", nil, preStop)}, map[string]string{"ns": "asm-1-27"}, nil), nil
+			return JudgeShutdown(withRevisions([]template{tmpl("ns", "Deployment/web", nil, preStop)}, map[string]string{"ns": "asm-1-27"}), nil), nil
 		}},
 	}
 	b, err := json.Marshal(Run(context.Background(), &Env{}, checks))

@@ -73,6 +73,22 @@ func checkLayout(ctx context.Context, e *Env) ([]Result, error) {
 		}
 		out = append(out, Result{Status: s, Message: f.Message, Hint: f.Hint})
 	}
+	// Installed with enableNamespacesByDefault but without its webhook (one
+	// managed apart, or a revision whose chart does not render it): the
+	// API server decides, so the webhooks are followed, and this is said.
+	if m.Auto == nil {
+		rcs, err := e.RevisionConfigs(ctx)
+		if err != nil {
+			return out, nil // the Lifecycle group reports what cannot be read
+		}
+		for _, r := range m.Revisions {
+			if rc, ok := rcs[r.Name]; ok && rc.NamespacesByDefault {
+				out = append(out, Result{Status: Warn,
+					Message: fmt.Sprintf("revision %s was installed with sidecarInjectorWebhook.enableNamespacesByDefault=true, but no webhook %s is installed: pods of namespaces without injection labels are not sent to istiod, so meshaddon counts those namespaces outside the mesh", r.Name, meshdiscovery.AutoWebhook),
+					Hint:    fmt.Sprintf("label the namespaces to inject (%s=enabled or %s=<revision>); only the default revision's (or the default tag's) webhooks carry %s", meshdiscovery.InjectionLabel, meshdiscovery.RevisionLabel, meshdiscovery.AutoWebhook)})
+			}
+		}
+	}
 	return out, nil
 }
 

@@ -144,3 +144,31 @@ func TestPrecheckAKSLayoutUnchanged(t *testing.T) {
 		"warn: istiod-asm-1-27: ENABLE_NATIVE_SIDECARS is unset, so Istio decides: native only if every node's kubelet is 1.33+; on this cluster it resolves to native",
 	)
 }
+
+// enableNamespacesByDefault: the "auto." webhook is said as a warning and
+// puts unlabelled namespaces in the mesh; injector values that ask for it
+// without the webhook installed are said too (the webhooks are followed).
+func TestPrecheckEnableNamespacesByDefault(t *testing.T) {
+	auto := injector("istio-sidecar-injector", "default")
+	auto.Webhooks = append(auto.Webhooks, admissionv1.MutatingWebhook{Name: "auto.sidecar-injector.istio.io",
+		NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "istio-injection", Operator: metav1.LabelSelectorOpDoesNotExist}, {Key: "istio.io/rev", Operator: metav1.LabelSelectorOpDoesNotExist}}}})
+	values := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-sidecar-injector"},
+		Data: map[string]string{"values": `{"global":{},"sidecarInjectorWebhook":{"enableNamespacesByDefault":true}}`}}
+	objs := []runtime.Object{
+		istiodDep("istio-system", "istiod", "", "docker.io/istio/pilot:1.27.1"),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}},
+		kubeletNode("system-0", "v1.34.4"),
+		values,
+	}
+	got := report(t, &Env{Kube: fake.NewClientset(append(objs, auto)...), Policy: meshversion.DefaultPolicy}, "Mesh")
+	wantLines(t, got, "warn: enableNamespacesByDefault is on (webhook auto.sidecar-injector.istio.io in istio-sidecar-injector): every namespace without istio-injection or istio.io/rev labels is in the mesh, injected by default")
+	if strings.Contains(got, "no webhook auto.sidecar-injector.istio.io is installed") {
+		t.Errorf("the webhook is installed, yet precheck says it is not:\n%s", got)
+	}
+	got = report(t, &Env{Kube: fake.NewClientset(append(objs, injector("istio-sidecar-injector", "default"))...), Policy: meshversion.DefaultPolicy}, "Mesh")
+	wantLines(t, got, "warn: revision default was installed with sidecarInjectorWebhook.enableNamespacesByDefault=true, but no webhook auto.sidecar-injector.istio.io is installed")
+	if strings.Contains(got, "enableNamespacesByDefault is on") {
+		t.Errorf("no auto webhook, yet precheck says it is on:\n%s", got)
+	}
+}

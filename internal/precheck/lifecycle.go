@@ -29,11 +29,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -102,6 +100,10 @@ type RevisionConfig struct {
 	// StartupProbe is global.proxy.startupProbe.enabled (true unless the
 	// values say otherwise).
 	StartupProbe bool
+	// NamespacesByDefault is sidecarInjectorWebhook.enableNamespacesByDefault:
+	// what the revision was installed with (the webhook it renders is what
+	// the API server applies, see meshdiscovery.AutoWebhook).
+	NamespacesByDefault bool
 }
 
 // ParseRevisionConfig reads the two ConfigMaps' data (either may be empty).
@@ -123,6 +125,9 @@ func ParseRevisionConfig(mesh, values string) (RevisionConfig, error) {
 				} `json:"startupProbe"`
 			} `json:"proxy"`
 		} `json:"global"`
+		SidecarInjectorWebhook struct {
+			EnableNamespacesByDefault bool `json:"enableNamespacesByDefault"`
+		} `json:"sidecarInjectorWebhook"`
 	}
 	if values != "" {
 		if err := json.Unmarshal([]byte(values), &v); err != nil {
@@ -130,6 +135,7 @@ func ParseRevisionConfig(mesh, values string) (RevisionConfig, error) {
 		}
 	}
 	rc.Hold = v.Global.Proxy.HoldApplicationUntilProxyStarts
+	rc.NamespacesByDefault = v.SidecarInjectorWebhook.EnableNamespacesByDefault
 	if en := v.Global.Proxy.StartupProbe.Enabled; en != nil {
 		rc.StartupProbe = *en
 	}
@@ -194,36 +200,54 @@ func (e *Env) RevisionConfigs(ctx context.Context) (map[string]RevisionConfig, e
 	})
 }
 
-// meshWorkloads are the mesh namespaces migrate may touch (by revision)
-// and the templates of the workloads it would restart there, read once
-// for the resource and lifecycle checks.
+// meshWorkloads are the templates of the workloads migrate would restart,
+// each with the revision that injects it (meshScope: by its namespace's
+// labels, or by its own pod labels in a namespace outside the mesh), read
+// once for the resource and lifecycle checks. injected counts the
+// namespaces and workloads the mesh reaches, before the filter on what
+// migrate touches and on what a restart would make native.
 type meshWorkloads struct {
-	revOf     map[string]string
+	injected  int
 	templates []template
 }
 
 func (e *Env) meshWorkloads(ctx context.Context) (*meshWorkloads, error) {
 	return load(e, "meshworkloads", func() (*meshWorkloads, error) {
-		revs, err := e.Revisions(ctx)
+		scope, err := e.meshScope(ctx)
 		if err != nil {
 			return nil, err
 		}
-		nss, err := e.Namespaces(ctx)
-		if err != nil {
-			return nil, err
+		mw := &meshWorkloads{}
+		// The mesh's own namespaces, as migrate leaves them (wherever
+		// discovery found istiod, or --mesh-namespace).
+		own := map[string]bool{}
+		for _, ns := range scope.mesh.Namespaces() {
+			own[ns] = true
 		}
-		mw := &meshWorkloads{revOf: map[string]string{}}
-		for _, ns := range nss {
-			rev := ns.Labels[inventory.RevisionLabel]
-			if slices.Contains(revs, rev) && ns.Status.Phase != corev1.NamespaceTerminating && !migrate.Untouched(ns.Name, e.MeshNamespace) {
-				mw.revOf[ns.Name] = rev
+		for ns := range scope.nsLabels {
+			if _, ok := scope.namespaceRevision(ns); ok {
+				mw.injected++
 			}
 		}
-		if len(mw.revOf) == 0 {
-			return mw, nil
+		all, err := e.Workloads(ctx)
+		if err != nil {
+			return nil, err
 		}
-		mw.templates, err = meshTemplates(ctx, e, mw.revOf)
-		return mw, err
+		for _, t := range all {
+			rev, ok := scope.revision(t.namespace, t.tmpl.Labels)
+			if !ok {
+				continue
+			}
+			if _, inMesh := scope.namespaceRevision(t.namespace); !inMesh {
+				mw.injected++ // opted in by its own pod labels
+			}
+			if migrate.Untouched(t.namespace, e.MeshNamespace) || own[t.namespace] || !restartsNative(t) {
+				continue
+			}
+			t.revision = rev
+			mw.templates = append(mw.templates, t)
+		}
+		return mw, nil
 	})
 }
 
@@ -237,8 +261,8 @@ func workloadsOrSkip(ctx context.Context, e *Env) (*meshWorkloads, []Result, err
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(mw.revOf) == 0 {
-		return nil, one(Skip, "no namespace is labelled for a mesh revision ("+inventory.RevisionLabel+")", ""), nil
+	if mw.injected == 0 {
+		return nil, one(Skip, noMeshNamespace, ""), nil
 	}
 	if len(mw.templates) == 0 {
 		return nil, one(Skip, "no Deployment, StatefulSet or DaemonSet in a mesh namespace", ""), nil
@@ -364,7 +388,7 @@ func JudgeVPAs(vpas []VPA, tmpls []template) []Result {
 
 // judgeTemplates runs judge over the templates migrate would restart and
 // their revisions' mesh configs: the shape of the lifecycle checks.
-func judgeTemplates(judge func([]template, map[string]string, map[string]RevisionConfig) []Result) func(context.Context, *Env) ([]Result, error) {
+func judgeTemplates(judge func([]template, map[string]RevisionConfig) []Result) func(context.Context, *Env) ([]Result, error) {
 	return func(ctx context.Context, e *Env) ([]Result, error) {
 		mw, res, err := workloadsOrSkip(ctx, e)
 		if mw == nil {
@@ -374,7 +398,7 @@ func judgeTemplates(judge func([]template, map[string]string, map[string]Revisio
 		if err != nil {
 			return nil, err
 		}
-		return judge(mw.templates, mw.revOf, rcs), nil
+		return judge(mw.templates, rcs), nil
 	}
 }
 
@@ -402,11 +426,11 @@ func badAnnotation(t template, err error) Result {
 // JudgeHold notes the workloads whose pods hold the app until the proxy
 // starts, and what native mode does instead; without the native startup
 // probe the app would no longer wait, which is a warning.
-func JudgeHold(tmpls []template, revOf map[string]string, rcs map[string]RevisionConfig) []Result {
+func JudgeHold(tmpls []template, rcs map[string]RevisionConfig) []Result {
 	var out []Result
 	meshWide := map[string]int{} // revision → workloads holding by its default
 	for _, t := range tmpls {
-		rev := revOf[t.namespace]
+		rev := t.revision
 		rc := rcs[rev]
 		pc, err := effective(t, rc)
 		if err != nil {
@@ -479,7 +503,7 @@ func shutdownSettings(pc ProxyConfig) []string {
 // proxy's: preStop hooks of app containers, and terminationDrainDuration or
 // EXIT_ON_ZERO_ACTIVE_CONNECTIONS in their ProxyConfig (per workload when
 // its annotation sets them, once per revision when its mesh config does).
-func JudgeShutdown(tmpls []template, revOf map[string]string, rcs map[string]RevisionConfig) []Result {
+func JudgeShutdown(tmpls []template, rcs map[string]RevisionConfig) []Result {
 	var out []Result
 	meshWide := map[string]int{}
 	for _, t := range tmpls {
@@ -497,7 +521,7 @@ func JudgeShutdown(tmpls []template, revOf map[string]string, rcs map[string]Rev
 				Hint:       "make the preStop hook's outbound calls tolerate a closed connection (retry on a new one), and drop sleeps that waited for the classic proxy, before migrate restarts it",
 				Namespaces: where.Namespaces, Workload: where.Workload})
 		}
-		rc := rcs[revOf[t.namespace]]
+		rc := rcs[t.revision]
 		pc, err := effective(t, rc)
 		if err != nil {
 			out = append(out, badAnnotation(t, err))
@@ -510,7 +534,7 @@ func JudgeShutdown(tmpls []template, revOf map[string]string, rcs map[string]Rev
 		if set := shutdownSettings(own); len(set) > 0 {
 			out = append(out, shutdownResult(fmt.Sprintf("%s/%s sets %s in %s", t.namespace, t.name, strings.Join(shutdownSettings(pc), " and "), ProxyConfigAnnotation), where))
 		} else if len(shutdownSettings(pc)) > 0 {
-			meshWide[revOf[t.namespace]]++
+			meshWide[t.revision]++
 		}
 	}
 	revs := make([]string, 0, len(meshWide))

@@ -16,6 +16,14 @@ func tmpl(ns, name string, annotations map[string]string, containers ...corev1.C
 		ObjectMeta: metav1.ObjectMeta{Annotations: annotations}, Spec: corev1.PodSpec{Containers: containers}}}
 }
 
+// withRevisions gives each template the revision of its namespace.
+func withRevisions(tmpls []template, revOf map[string]string) []template {
+	for i := range tmpls {
+		tmpls[i].revision = revOf[tmpls[i].namespace]
+	}
+	return tmpls
+}
+
 // line is a result as "status: message" and where it stands
 // (namespace=, workload=, object=, revision=, webhook=).
 func line(r Result) string {
@@ -93,7 +101,7 @@ func TestJudgeHold(t *testing.T) {
 		"asm-1-27": {StartupProbe: true},
 		"asm-1-28": {StartupProbe: false, Default: ProxyConfig{HoldApplicationUntilProxyStarts: &yes}},
 	}
-	got := lines(JudgeHold(tmpls, revOf, rcs))
+	got := lines(JudgeHold(withRevisions(tmpls, revOf), rcs))
 	want := []string{
 		"ok: a/Deployment/own sets holdApplicationUntilProxyStarts in proxy.istio.io/config: native, the injector drops its postStart `pilot-agent wait` hook (istio/istio#59690); Kubernetes itself starts the app containers once istio-proxy's startupProbe passes",
 		"fail: a/Deployment/broken: proxy.istio.io/config is not a ProxyConfig",
@@ -112,12 +120,12 @@ func TestJudgeHold(t *testing.T) {
 		t.Errorf("the revision without a startup probe: %s", gl[2])
 	}
 	// The injector values alone hold every pod, whatever the annotation.
-	got = lines(JudgeHold([]template{tmpl("a", "Deployment/optout", map[string]string{ProxyConfigAnnotation: "holdApplicationUntilProxyStarts: false"})}, revOf,
+	got = lines(JudgeHold(withRevisions([]template{tmpl("a", "Deployment/optout", map[string]string{ProxyConfigAnnotation: "holdApplicationUntilProxyStarts: false"})}, revOf),
 		map[string]RevisionConfig{"asm-1-27": {Hold: true, StartupProbe: true}}))
 	if !strings.HasPrefix(got, "ok: revision asm-1-27 holds the app until the proxy starts for 1 workload(s)") {
 		t.Errorf("values hold: %s", got)
 	}
-	if got := lines(JudgeHold([]template{tmpl("a", "Deployment/plain", nil)}, revOf, map[string]RevisionConfig{})); got != "ok: no workload relies on holdApplicationUntilProxyStarts" {
+	if got := lines(JudgeHold(withRevisions([]template{tmpl("a", "Deployment/plain", nil)}, revOf), map[string]RevisionConfig{})); got != "ok: no workload relies on holdApplicationUntilProxyStarts" {
 		t.Errorf("nothing held: %q", got)
 	}
 }
@@ -133,7 +141,7 @@ func TestJudgeShutdown(t *testing.T) {
 		tmpl("b", "Deployment/meshwide2", map[string]string{ProxyConfigAnnotation: "concurrency: 2"}),
 	}
 	rcs := map[string]RevisionConfig{"asm-1-28": {StartupProbe: true, Default: ProxyConfig{ProxyMetadata: map[string]string{exitOnZero: "true"}}}}
-	got := lines(JudgeShutdown(tmpls, revOf, rcs))
+	got := lines(JudgeShutdown(withRevisions(tmpls, revOf), rcs))
 	want := []string{
 		"warn: a/Deployment/hooked: preStop hook on web: native, istio-proxy starts draining when the pod starts terminating",
 		"warn: a/Deployment/drains sets terminationDrainDuration 45s and EXIT_ON_ZERO_ACTIVE_CONNECTIONS=true in proxy.istio.io/config: native, istio-proxy drains from the start",
@@ -151,7 +159,7 @@ func TestJudgeShutdown(t *testing.T) {
 	if !strings.Contains(gl[0], "istio/istio#51855") || !strings.HasSuffix(gl[0], "namespace=a workload=Deployment/hooked") {
 		t.Errorf("preStop result: %s", gl[0])
 	}
-	if got := lines(JudgeShutdown([]template{tmpl("a", "Deployment/quiet", nil)}, revOf, rcs)); !strings.HasPrefix(got, "ok: no workload's shutdown depends on the proxy") {
+	if got := lines(JudgeShutdown(withRevisions([]template{tmpl("a", "Deployment/quiet", nil)}, revOf), rcs)); !strings.HasPrefix(got, "ok: no workload's shutdown depends on the proxy") {
 		t.Errorf("quiet: %s", got)
 	}
 }

@@ -197,12 +197,14 @@ type template struct {
 	namespace, name string
 	replicas, surge int32
 	tmpl            *corev1.PodTemplateSpec
+	// revision injects its pods (set for the mesh's templates only).
+	revision string
 }
 
 func checkResources(ctx context.Context, e *Env) ([]Result, error) {
 	mw, err := e.meshWorkloads(ctx)
-	if err == nil && len(mw.revOf) == 0 {
-		return one(Skip, "no namespace is labelled for a mesh revision ("+inventory.RevisionLabel+")", ""), nil
+	if err == nil && mw.injected == 0 {
+		return one(Skip, noMeshNamespace, ""), nil
 	}
 	var res []Result
 	if err == nil {
@@ -216,7 +218,7 @@ func checkResources(ctx context.Context, e *Env) ([]Result, error) {
 
 // measureResources is checkResources past the namespaces.
 func measureResources(ctx context.Context, e *Env, mw *meshWorkloads) ([]Result, error) {
-	tmpls, revOf := mw.templates, mw.revOf
+	tmpls := mw.templates
 	if len(tmpls) == 0 {
 		return one(Skip, "no Deployment, StatefulSet or DaemonSet in a mesh namespace", ""), nil
 	}
@@ -245,7 +247,7 @@ func measureResources(ctx context.Context, e *Env, mw *meshWorkloads) ([]Result,
 	// verdicts are computed per namespace below); a refusal leaves the
 	// group's workloads in that namespace unmeasured, and the next
 	// namespace is tried for the rest.
-	groups, order := groupTemplates(tmpls, revOf)
+	groups, order := groupTemplates(tmpls)
 	type measured struct {
 		native   *corev1.Pod
 		refusals []Result
@@ -410,7 +412,7 @@ func withResourcesOf(p *corev1.Pod, t *corev1.PodTemplateSpec) *corev1.Pod {
 // groupTemplates groups templates that the injector treats alike: the same
 // revision, spec and annotations (labels differ per workload and do not
 // change what is injected).
-func groupTemplates(tmpls []template, revOf map[string]string) (map[string][]template, []string) {
+func groupTemplates(tmpls []template) (map[string][]template, []string) {
 	groups := map[string][]template{}
 	var order []string
 	for _, t := range tmpls {
@@ -418,7 +420,7 @@ func groupTemplates(tmpls []template, revOf map[string]string) (map[string][]tem
 			Rev         string
 			Annotations map[string]string
 			Spec        corev1.PodSpec
-		}{revOf[t.namespace], t.tmpl.Annotations, t.tmpl.Spec})
+		}{t.revision, t.tmpl.Annotations, t.tmpl.Spec})
 		key := string(b)
 		if groups[key] == nil {
 			order = append(order, key)
@@ -428,24 +430,11 @@ func groupTemplates(tmpls []template, revOf map[string]string) (map[string][]tem
 	return groups, order
 }
 
-// meshTemplates are the Deployments, StatefulSets and DaemonSets of the
-// mesh namespaces whose pods a restart would inject native: not pinned to
-// classic (sidecar.istio.io/nativeSidecar: "false") nor uninjected
-// (sidecar.istio.io/inject: "false").
-func meshTemplates(ctx context.Context, e *Env, revOf map[string]string) ([]template, error) {
-	all, err := e.Workloads(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []template
-	for _, t := range all {
-		if _, ok := revOf[t.namespace]; !ok || t.tmpl.Annotations[nativeAnnotation] == "false" ||
-			t.tmpl.Annotations[injectKey] == "false" || t.tmpl.Labels[injectKey] == "false" {
-			continue
-		}
-		out = append(out, t)
-	}
-	return out, nil
+// restartsNative is false for a template whose pods a restart would not
+// inject native: pinned to classic (sidecar.istio.io/nativeSidecar:
+// "false") or uninjected (sidecar.istio.io/inject: "false").
+func restartsNative(t template) bool {
+	return t.tmpl.Annotations[nativeAnnotation] != "false" && t.tmpl.Annotations[injectKey] != "false" && t.tmpl.Labels[injectKey] != "false"
 }
 
 // Workloads are every Deployment, StatefulSet and DaemonSet, read once,

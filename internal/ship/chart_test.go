@@ -201,10 +201,41 @@ func TestChartHelm(t *testing.T) {
 		t.Errorf("image %v, want by digest", c["image"])
 	}
 
+	// Upstream Istio in observe mode: the Role follows istiod to
+	// istio-system and has no write.
+	rendered = objects(t, []byte(run(t, root, helm, "template", "meshaddon", chart, "--kube-version", kubeVersion, "--namespace", "ops",
+		"--set", "layout=upstream,meshNamespace=istio-system,observe=true")))
+	byKey = map[string]*unstructured.Unstructured{}
+	for _, u := range rendered {
+		byKey[key(u)] = u
+	}
+	role := byKey["Role istio-system/meshaddon-manager"]
+	if role == nil {
+		t.Fatalf("no Role in istio-system: %v", keys(byKey))
+	}
+	rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+	if len(rules) != 1 || !reflect.DeepEqual(rules[0].(map[string]any)["verbs"], []any{"get", "list", "watch"}) {
+		t.Errorf("observe mode's Role in istio-system: %v, want get, list and watch on deployments only", rules)
+	}
+	args = strings.Join(toStrings(container(t, byKey["Deployment ops/meshaddon-manager"])["args"]), " ")
+	for _, want := range []string{"--layout=upstream", "--mesh-namespace=istio-system", "--observe=true"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args %q lack %s", args, want)
+		}
+	}
+
 	// Bad values are refused with what is wrong.
 	_, stderr, err := runE(root, helm, "template", "meshaddon", chart, "--kube-version", kubeVersion, "--set", "log.format=xml")
 	if err == nil || !strings.Contains(stderr, `log.format is "xml": want json or console`) {
 		t.Errorf("log.format=xml: %v %s", err, stderr)
+	}
+	_, stderr, err = runE(root, helm, "template", "meshaddon", chart, "--kube-version", kubeVersion, "--set", "layout=istio")
+	if err == nil || !strings.Contains(stderr, `layout is "istio": want aks`) {
+		t.Errorf("layout=istio: %v %s", err, stderr)
+	}
+	_, stderr, err = runE(root, helm, "template", "meshaddon", chart, "--kube-version", kubeVersion, "--set", "meshNamespace=")
+	if err == nil || !strings.Contains(stderr, "meshNamespace: the namespace of the istiod Deployments") {
+		t.Errorf("meshNamespace empty: %v %s", err, stderr)
 	}
 }
 

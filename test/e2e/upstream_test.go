@@ -11,10 +11,13 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
+	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/testbed/cache"
 )
 
@@ -105,12 +108,30 @@ func TestUpstreamLayout(t *testing.T) {
 	})
 
 	// Pods in a namespace labelled istio-injection=enabled (the default
-	// revision) and one labelled with the tag prod (1-27-1).
-	for ns, labels := range map[string]map[string]string{"legacy": {"istio-injection": "enabled"}, "shop": {"istio.io/rev": "prod"}} {
+	// revision), one labelled with the tag prod (1-27-1), one with the
+	// revision 1-27-1 itself, and an unlabelled one whose Deployment opts
+	// in by its pod template's istio.io/rev=1-27-1.
+	for ns, labels := range map[string]map[string]string{"legacy": {"istio-injection": "enabled"}, "shop": {"istio.io/rev": "prod"}, "direct": {"istio.io/rev": "1-27-1"}, "optin": nil} {
 		if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		createDeployment(t, kc, ns, "web", 1, nil, nil)
+		if ns != "optin" {
+			createDeployment(t, kc, ns, "web", 1, nil, nil)
+		}
+	}
+	optIn := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "optin"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web", "istio.io/rev": "1-27-1"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "registry.k8s.io/pause:3.10"}}},
+			},
+		},
+	}
+	if _, err := kc.AppsV1().Deployments("optin").Create(ctx, optIn, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	waitPods := func(ns, wantInit string) {
 		t.Helper()
@@ -127,8 +148,9 @@ func TestUpstreamLayout(t *testing.T) {
 	t.Run("status classifies every pod with the revision it resolved to", func(t *testing.T) {
 		// The real istiod leaves ENABLE_NATIVE_SIDECARS unset and every
 		// kubelet is 1.34: Istio 1.27+ injects native by itself.
-		waitPods("legacy", "istio-init,istio-proxy")
-		waitPods("shop", "istio-init,istio-proxy")
+		for _, ns := range []string{"legacy", "shop", "direct", "optin"} {
+			waitPods(ns, "istio-init,istio-proxy")
+		}
 		r := mustMeshaddon(t, "status", "-A", "-o", "json", "--kubeconfig", kcfg)
 		var out struct {
 			Items []struct{ Namespace, Name, Mode, Revision string }
@@ -138,16 +160,53 @@ func TestUpstreamLayout(t *testing.T) {
 		}
 		got := map[string]string{}
 		for _, p := range out.Items {
-			if p.Namespace == "legacy" || p.Namespace == "shop" {
+			if p.Namespace == "legacy" || p.Namespace == "shop" || p.Namespace == "optin" {
 				got[p.Namespace] = p.Mode + " " + p.Revision
 			}
 		}
-		if got["legacy"] != "native default" || got["shop"] != "native 1-27-1" {
-			t.Errorf("status: %v, want legacy native by default, shop native by 1-27-1", got)
+		if got["legacy"] != "native default" || got["shop"] != "native 1-27-1" || got["optin"] != "native 1-27-1" {
+			t.Errorf("status: %v, want legacy native by default, shop and optin native by 1-27-1", got)
 		}
 		r = mustMeshaddon(t, "status", "-n", "shop", "--kubeconfig", kcfg)
 		if !strings.Contains(r.stderr, "mesh: layout upstream; revisions default (Istio 1.31), 1-27-1 (Istio 1.31; tags prod)") {
 			t.Errorf("status names no mesh: %s", r)
+		}
+	})
+
+	t.Run("precheck proves admission where Istio injects: by namespace label, tag, revision, and pod label", func(t *testing.T) {
+		rep, _ := runPrecheck(t, cluster)
+		var ok *precheckResult
+		var all []string
+		for _, g := range rep.Groups {
+			for _, c := range g.Checks {
+				if g.Name != "Admission" {
+					continue
+				}
+				for i, r := range c.Results {
+					all = append(all, r.String())
+					if r.Status == "ok" {
+						ok = &c.Results[i]
+					}
+				}
+			}
+		}
+		if ok == nil {
+			t.Fatalf("precheck's Admission group proves nothing:\n%s", strings.Join(all, "\n"))
+		}
+		proven := map[string]bool{}
+		for _, ns := range ok.Namespaces {
+			proven[ns] = true
+		}
+		// istio-injection=enabled, the tag prod, the revision 1-27-1; not the
+		// unlabelled namespace (its probe would carry no injection label),
+		// nor istiod's own.
+		if !proven["legacy"] || !proven["shop"] || !proven["direct"] || proven["optin"] || proven["istio-system"] {
+			t.Errorf("admission proven in %v, want legacy, shop and direct, not optin or istio-system:\n%s", ok.Namespaces, strings.Join(all, "\n"))
+		}
+		// The opted-in workload is dry-run as it is, through rev.object.
+		if want := "admitted as it is: optin/Deployment/web (opted in by its pod labels: revision 1-27-1)"; !strings.Contains(strings.Join(ok.Details, "\n"), want) ||
+			!strings.Contains(ok.Message, "1 of 1 kinds of workload opted in by their own pod labels") {
+			t.Errorf("admission does not name the opted-in workload (%q):\n%s", want, strings.Join(all, "\n"))
 		}
 	})
 
@@ -171,26 +230,42 @@ func TestUpstreamLayout(t *testing.T) {
 			t.Errorf("events lack WouldSetNativeSidecars and OldKubeletNodes:\n%s", events)
 		}
 		// The real istiod agrees: a new pod is now injected classic.
-		if err := kc.CoreV1().Pods("shop").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=web"}); err != nil {
-			t.Fatal(err)
+		for _, ns := range []string{"shop", "optin"} {
+			if err := kc.CoreV1().Pods(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "app=web"}); err != nil {
+				t.Fatal(err)
+			}
+			waitPods(ns, "istio-init")
 		}
-		waitPods("shop", "istio-init")
 	})
 
 	t.Run("migrate restarts only classic workloads whose revision injects native", func(t *testing.T) {
 		// With the old node, no revision injects native: nothing to restart,
 		// though shop's pod is classic.
 		r := mustMeshaddon(t, "migrate", "-A", "--dry-run", "--skip-precheck", "--kubeconfig", kcfg)
-		if strings.Contains(r.stdout, "restart shop/") || strings.Contains(r.stdout, "restart legacy/") {
+		if strings.Contains(r.stdout, "restart shop/") || strings.Contains(r.stdout, "restart legacy/") || strings.Contains(r.stdout, "restart optin/") {
 			t.Errorf("migrate would restart while every revision is classic:\n%s", r)
 		}
+		// Its classic pods would come back classic: reported with why.
+		if !strings.Contains(r.stdout, "report optin/Deployment/web (1 classic pods): not restarted: its pod template resolves to revision 1-27-1 (pod label istio.io/rev=1-27-1), which injects classic sidecars now") {
+			t.Errorf("the plan does not say why optin's classic pod is not restarted:\n%s", r)
+		}
 		// The old pool gone, Istio injects native again by itself: shop's
-		// classic pod is restarted, legacy's native one is not.
+		// classic pod and optin's (opted in by its own pod label) are
+		// restarted, legacy's native one is not.
 		mustMeshaddon(t, "local", "nodepool", "delete", "old", "--name", cluster)
-		waitFor(t, time.Minute, "a plan restarting shop only", func(ctx context.Context) (bool, string) {
+		waitFor(t, time.Minute, "a plan restarting shop and optin only", func(ctx context.Context) (bool, string) {
 			r := meshaddon(t, "migrate", "-A", "--dry-run", "--skip-precheck", "--kubeconfig", kcfg)
-			return strings.Contains(r.stdout, "restart shop/") && !strings.Contains(r.stdout, "legacy/"), r.String()
+			return strings.Contains(r.stdout, "restart shop/") && strings.Contains(r.stdout, "restart optin/Deployment/web") && !strings.Contains(r.stdout, "legacy/"), r.String()
 		})
+		before := generations(t, kc, "optin")
+		r = mustMeshaddon(t, "migrate", "-n", "optin", "--skip-precheck", "--kubeconfig", kcfg)
+		checkRestartedOnce(t, before, generations(t, kc, "optin"))
+		if m := podModes(t, kc, "optin"); m[inventory.Native] != 1 || m[inventory.Classic] != 0 {
+			t.Errorf("optin after migrate: %v, want its one pod native\n%s", m, r)
+		}
+		if !strings.Contains(r.stdout, "migrated") {
+			t.Errorf("migrate's table does not say optin/web migrated:\n%s", r)
+		}
 	})
 
 	t.Run("observe mode wrote no istiod", func(t *testing.T) {

@@ -58,8 +58,11 @@ func NewCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.I
 		Use:   "migrate",
 		Short: "Restart every workload with classic sidecars so it is re-injected native, in safe waves",
 		Long: `Restart, as "kubectl rollout restart" does, every Deployment, StatefulSet and DaemonSet
-whose pods carry classic sidecars while their revision's istiod now injects native ones,
-a few at a time. Each is done when its rollout completes and its new pods are verified
+whose pods carry classic sidecars while their pod template, resolved now as Istio's
+webhooks do (namespace labels, revision tags, pod labels), goes to a revision that
+injects native: the revision that injected the running pods does not count, so a tag
+moved to a native revision restarts its workloads. Workloads whose new pods would be
+classic again (or get no sidecar) are reported with why, never restarted. A few at a time. Each is done when its rollout completes and its new pods are verified
 native. Jobs, CronJobs and bare pods are reported with what to do, never restarted;
 kube-system, the mesh's namespace and namespaces not in the mesh are never touched.
 
@@ -242,7 +245,7 @@ func (o *Options) Run(ctx context.Context, kc kubernetes.Interface, namespace st
 		return refusedErr()
 	}
 	if plan.Restarts() == 0 && nRefused == 0 {
-		fmt.Fprintln(o.ErrOut, "Nothing to restart: no Deployment, StatefulSet or DaemonSet in scope has classic sidecars from a revision that injects native now.")
+		fmt.Fprintln(o.ErrOut, "Nothing to restart: no Deployment, StatefulSet or DaemonSet in scope has classic sidecars and a pod template that a native revision injects now.")
 	}
 	fmt.Fprintf(o.ErrOut, "surge budget: %d extra pod(s) at once (%s)\n", plan.SurgeBudget, plan.SurgeBudgetFrom)
 	progress := newProgress(o.ErrOut, plan.Restarts())

@@ -186,7 +186,9 @@ func PrintText(w io.Writer, r *precheck.Report) {
 		for _, c := range g.Checks {
 			for _, res := range c.Results {
 				fmt.Fprintf(w, "%s %s\n", marks[res.Status], res.Message)
-				if len(res.Namespaces) > 1 { // the message names a few
+				// A finding's message names a few of its namespaces; what
+				// passed names them in -o json only (there may be thousands).
+				if len(res.Namespaces) > 1 && res.Status != precheck.OK {
 					fmt.Fprintf(w, "    namespaces: %s\n", strings.Join(res.Namespaces, ", "))
 				}
 				for _, d := range res.Details {

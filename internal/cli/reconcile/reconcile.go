@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
@@ -21,6 +22,7 @@ import (
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 	"github.com/meshaddon/meshaddon/internal/istiod"
 	"github.com/meshaddon/meshaddon/internal/kube"
+	"github.com/meshaddon/meshaddon/internal/meshdiscovery"
 	"github.com/meshaddon/meshaddon/internal/platform"
 )
 
@@ -55,13 +57,38 @@ istiod Deployment runs with the decided ENABLE_NATIVE_SIDECARS. Prints what chan
 			if err != nil {
 				return exitcode.Wrap(exitcode.Usage, err)
 			}
+			if o.MeshNamespace == "" {
+				if o.MeshNamespace, err = MeshNamespace(cmd.Context(), c.Kube); err != nil {
+					return err
+				}
+			}
 			return o.Run(cmd.Context(), c.Client)
 		},
 	}
 	o.AKS.Add(cmd)
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 2*time.Minute, "How long to wait for the manager and istiod")
-	cmd.Flags().StringVar(&o.MeshNamespace, "mesh-namespace", "aks-istio-system", "Namespace of the istiod Deployments")
+	cmd.Flags().StringVar(&o.MeshNamespace, "mesh-namespace", "", "Namespace of the istiod Deployments; empty discovers it (app=istiod in every namespace), the managed add-on's and upstream Istio's layouts alike")
 	return cmd
+}
+
+// MeshNamespace is where istiod runs, as discovery finds it: the one
+// namespace holding istiod Deployments; the add-on's (aks-istio-system)
+// when there is none yet, since the platform installs a revision there
+// after `mesh enable`; a usage error naming them when there are several,
+// since the wait reads one namespace.
+func MeshNamespace(ctx context.Context, kc kubernetes.Interface) (string, error) {
+	m, err := meshdiscovery.Discover(ctx, kc, "")
+	if err != nil {
+		return "", fmt.Errorf("find istiod (or pass --mesh-namespace): %w", err)
+	}
+	switch nss := m.Namespaces(); len(nss) {
+	case 0:
+		return meshdiscovery.AKSNamespace, nil
+	case 1:
+		return nss[0], nil
+	default:
+		return "", exitcode.Wrap(exitcode.Usage, fmt.Errorf("istiod Deployments (%s) run in %d namespaces, %s: pass --mesh-namespace to say which one the add-on manager reconciles", istiod.Label, len(nss), strings.Join(nss, ", ")))
+	}
 }
 
 // Run requests the reconcile, waits, and prints what changed.
