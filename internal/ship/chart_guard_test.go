@@ -60,6 +60,12 @@ func TestChartGuardCertManager(t *testing.T) {
 	if !slices.Contains(args, "--guard-webhook-service=meshaddon-guard.meshaddon-system") || hasPrefix(args, "--guard-webhook-cert-dir") {
 		t.Errorf("without cert-manager the manager must issue the certificate: args %q", args)
 	}
+	if verbs := ruleVerbs(t, byKey, "ClusterRole /meshaddon-manager", "mutatingwebhookconfigurations"); !reflect.DeepEqual(verbs, []string{"get", "patch"}) {
+		t.Errorf("without cert-manager the manager writes the caBundle: verbs %v, want get and patch", verbs)
+	}
+	if verbs := ruleVerbs(t, byKey, "Role meshaddon-system/meshaddon-manager", "secrets"); !reflect.DeepEqual(verbs, []string{"create", "get", "update"}) {
+		t.Errorf("without cert-manager the manager keeps its certificate's Secret: verbs %v", verbs)
+	}
 	if m := mount(t, dep, "/tmp"); m == nil || m["readOnly"] == true {
 		t.Errorf("the manager has nowhere to write the certificate it issues (read-only root filesystem): %v", m)
 	}
@@ -124,6 +130,13 @@ func TestChartGuardCertManager(t *testing.T) {
 	if !slices.Contains(args, "--guard-webhook-cert-dir=/etc/meshaddon/guard-tls") || hasPrefix(args, "--guard-webhook-service") {
 		t.Errorf("with cert-manager the manager must serve its certificate and neither issue one nor write the caBundle: args %q", args)
 	}
+	// Nor may it: no write on the configuration or on Secrets.
+	if verbs := ruleVerbs(t, byKey, "ClusterRole /meshaddon-manager", "mutatingwebhookconfigurations"); !reflect.DeepEqual(verbs, []string{"get"}) {
+		t.Errorf("with cert-manager the manager only reads the guard's configuration: verbs %v", verbs)
+	}
+	if verbs := ruleVerbs(t, byKey, "Role ops/meshaddon-manager", "secrets"); len(verbs) != 0 {
+		t.Errorf("with cert-manager the manager needs no Secret: verbs %v", verbs)
+	}
 	m := mount(t, dep, "/etc/meshaddon/guard-tls")
 	if m == nil || m["readOnly"] != true {
 		t.Fatalf("cert-manager's Secret is not mounted read-only: %v", m)
@@ -151,6 +164,25 @@ func TestChartGuardCertManager(t *testing.T) {
 	if err == nil || !strings.Contains(stderr, "guard.certManager.issuerRef has no name") {
 		t.Errorf("issuerRef without a name: %v %s", err, stderr)
 	}
+}
+
+// ruleVerbs returns the verbs a rendered role grants on resource.
+func ruleVerbs(t *testing.T, byKey map[string]*unstructured.Unstructured, role, resource string) []string {
+	t.Helper()
+	r := byKey[role]
+	if r == nil {
+		t.Fatalf("no %s rendered", role)
+	}
+	rules, _, _ := unstructured.NestedSlice(r.Object, "rules")
+	var verbs []string
+	for _, rule := range rules {
+		res, _, _ := unstructured.NestedStringSlice(rule.(map[string]any), "resources")
+		if slices.Contains(res, resource) {
+			v, _, _ := unstructured.NestedStringSlice(rule.(map[string]any), "verbs")
+			verbs = append(verbs, v...)
+		}
+	}
+	return verbs
 }
 
 func hasPrefix(list []string, prefix string) bool {
