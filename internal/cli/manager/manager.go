@@ -91,7 +91,7 @@ precheck reads instead of listing the pods.`,
 	f.BoolVar(&o.MetricsSecure, "metrics-secure", true, "Serve metrics over HTTPS only to clients whose token may get /metrics (bind them to the meshaddon-metrics-reader ClusterRole); false serves plain HTTP to anyone")
 	f.StringVar(&o.MetricsCertDir, "metrics-cert-dir", "", "Directory of the metrics server's tls.crt and tls.key (default: a self-signed certificate)")
 	f.StringVar(&o.GuardWebhookAddr, "guard-webhook-bind-address", "0", `Address (host:port) of the placement guard's webhook server, for MeshProfile spec.oldNodes: Guard ("0" serves none)`)
-	f.StringVar(&o.GuardWebhookCertDir, "guard-webhook-cert-dir", "", "Directory of the guard webhook server's tls.crt and tls.key (reloaded when they change)")
+	f.StringVar(&o.GuardWebhookCertDir, "guard-webhook-cert-dir", "", "Directory of the guard webhook server's tls.crt and tls.key, e.g. cert-manager's Secret mounted (reloaded when they change); the manager then neither issues a certificate nor writes the caBundle, whoever gives the certificate does")
 	f.StringVar(&o.GuardService, "guard-webhook-service", "", "In a cluster, the Service in front of the guard's webhook, <name>.<namespace>: without --guard-webhook-cert-dir the manager issues and rotates its certificate (Secret "+manager.GuardCertSecret+" in that namespace) and writes the caBundle")
 	f.StringVar(&o.GuardConfiguration, "guard-webhook-configuration", manager.GuardConfiguration, "Name of the guard's MutatingWebhookConfiguration, whose health the manager checks")
 	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of /healthz and /readyz")
