@@ -48,7 +48,8 @@ import (
 // MESHADDON_BENCH_POOL_NODES nodes (20 × 250 by default), then 250 old
 // nodes (MESHADDON_BENCH_OLD_NODES) joining at once, then pods created at
 // MESHADDON_BENCH_GUARD_RATE per second (200) for
-// MESHADDON_BENCH_GUARD_SECONDS (20).
+// MESHADDON_BENCH_GUARD_SECONDS (20); MESHADDON_BENCH_GUARD_QUIET=1 pauses
+// kwok and the controller-manager while the pods are created.
 func TestGuardScale(t *testing.T) {
 	requireBench(t)
 	pools := envInt(t, "MESHADDON_BENCH_POOLS", 20)
@@ -93,7 +94,7 @@ func TestGuardScale(t *testing.T) {
 	})
 
 	t.Run(fmt.Sprintf("webhook latency at %d pod creations per second", rate), func(t *testing.T) {
-		webhookLatency(t, name, kc, rate, seconds)
+		webhookLatency(t, name, kc, rate, seconds, os.Getenv("MESHADDON_BENCH_GUARD_QUIET") == "1")
 	})
 
 	t.Run(fmt.Sprintf("precheck with %d excluded nodes", oldNodes), func(t *testing.T) {
@@ -201,13 +202,14 @@ func labelConvergence(t *testing.T, kc kubernetes.Interface, cl client.Client, c
 	}
 	defer w.Stop()
 	type seen struct {
-		at   time.Time
-		err  error
-		last string
+		at  time.Time
+		err error
+		// labelled is when each node was first seen labelled false.
+		labelled map[string]time.Time
 	}
 	done := make(chan seen, 1)
 	go func() {
-		labelled := map[string]bool{}
+		labelled := map[string]time.Time{}
 		for ev := range w.ResultChan() {
 			if ev.Type == watch.Error {
 				done <- seen{err: apierrors.FromObject(ev.Object)}
@@ -217,23 +219,25 @@ func labelConvergence(t *testing.T, kc kubernetes.Interface, cl client.Client, c
 			if !ok || ev.Type == watch.Deleted {
 				continue
 			}
-			labelled[n.Name] = n.Labels[meshversion.SidecarContainersLabel] == "false"
-			falses := 0
-			for _, f := range labelled {
-				if f {
-					falses++
-				}
+			if _, was := labelled[n.Name]; !was && n.Labels[meshversion.SidecarContainersLabel] == "false" {
+				labelled[n.Name] = time.Now()
 			}
-			if falses == count {
-				done <- seen{at: time.Now()}
+			if len(labelled) == count {
+				done <- seen{at: time.Now(), labelled: labelled}
 				return
 			}
 		}
 		done <- seen{err: fmt.Errorf("the watch of nodes ended: %v", ctx.Err())}
 	}()
 
+	// As createNodes, keeping when each node's creation started.
+	var createdAt sync.Map
 	t0 := time.Now()
-	createNodes(t, kc, pool, oldVersion, count)
+	parallel(t, 16, count, func(ctx context.Context, i int) error {
+		name := fmt.Sprintf("aks-%s-vmss%06d", pool, i)
+		createdAt.Store(name, time.Now())
+		return createNode(ctx, kc, pool, name, oldVersion)
+	})
 	created := time.Since(t0)
 	var s seen
 	select {
@@ -247,6 +251,16 @@ func labelConvergence(t *testing.T, kc kubernetes.Interface, cl client.Client, c
 	t.Logf("%d nodes created (each with its kubelet version %s and Ready) in %s", count, oldVersion, created.Round(time.Millisecond))
 	reportDuration(t, fmt.Sprintf("guard.label_convergence.%d_old_nodes", count), s.at.Sub(t0), "s", under(5, "< 5 s"))
 	reportDuration(t, fmt.Sprintf("guard.old_nodes_created.%d", count), created, "s", noTarget)
+	// Each node's own wait: from its creation to its label.
+	var lags []time.Duration
+	for name, at := range s.labelled {
+		if c, ok := createdAt.Load(name); ok {
+			lags = append(lags, at.Sub(c.(time.Time)))
+		}
+	}
+	sorted := sortedCopy(lags)
+	reportDuration(t, fmt.Sprintf("guard.node_label_lag.%d_old_nodes.p50", count), percentile(sorted, 50), "s", noTarget)
+	reportDuration(t, fmt.Sprintf("guard.node_label_lag.%d_old_nodes.max", count), sorted[len(sorted)-1], "s", noTarget)
 
 	waitFor(t, time.Minute, "status.guard counts the old nodes", func(ctx context.Context) (bool, string) {
 		p, err := meshProfile(ctx, cl)
@@ -263,12 +277,13 @@ func labelConvergence(t *testing.T, kc kubernetes.Interface, cl client.Client, c
 
 // webhookLatency creates pods in a mesh namespace at rate per second for
 // seconds, open loop (each creation starts on its own schedule from a pool
-// of workers, whatever the earlier ones take), and reports the placement
+// of workers, whatever the earlier ones take), quiet: with kwok and the
+// controller-manager paused, and reports the placement
 // webhook's own handling latency — controller-runtime's histogram of it,
 // read from the manager's metrics before and after — and every Create's
 // latency as the client sees it (the API server, istiod's injector and the
 // guard).
-func webhookLatency(t *testing.T, name string, kc kubernetes.Interface, rate, seconds int) {
+func webhookLatency(t *testing.T, name string, kc kubernetes.Interface, rate, seconds int, quiet bool) {
 	const namespace = "bench-guard"
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace, Labels: map[string]string{mesh.RevisionLabel: "asm-1-27"}}}
@@ -285,6 +300,13 @@ func webhookLatency(t *testing.T, name string, kc kubernetes.Interface, rate, se
 		return nativeAndGuarded(got), fmt.Sprintf("native and guarded: %t", nativeAndGuarded(got))
 	})
 	scrape := managerScraper(t, name, kc)
+	if quiet {
+		// As the status figures: no node heartbeats or pod status writes
+		// from kwok's 5,000 nodes, and no controller-manager to notice
+		// (the scheduler still binds every pod). After the namespace's
+		// service account exists: the controller-manager makes it.
+		defer pauseComponents(t, name, "kwok-controller", "kube-controller-manager")()
+	}
 	before := scrape(t)
 	hooksBefore := webhookCallMetrics(t, kc)
 
