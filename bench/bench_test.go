@@ -19,6 +19,9 @@
 //	MESHADDON_BENCH_POOLS=N        node pools in the manager benchmark (default 20)
 //	MESHADDON_BENCH_POOL_NODES=N   nodes per pool in the manager benchmark (default 250)
 //	MESHADDON_BENCH_NODE_ADD=M     how the manager benchmark adds pools: auto (default), cli or direct
+//	MESHADDON_BENCH_OLD_NODES=N    old nodes joining at once in the guard benchmark (default 250)
+//	MESHADDON_BENCH_GUARD_RATE=N, _SECONDS=N  the guard benchmark's pod creations per second and for how long (200, 20)
+//	MESHADDON_BENCH_GUARD_QUIET=1  pause kwok and the controller-manager while the guard benchmark creates pods
 //	MESHADDON_BENCH_MESH_NAMESPACES=N, _DEPLOYMENTS=N, _REPLICAS=N  the precheck benchmark's size (1,000; 5 per namespace; 10)
 //	MESHADDON_BENCH_PRECHECK_BEFORE=BIN, _PRECHECKPROF_BEFORE=BIN  also measure another build's precheck, interleaved
 //	MESHADDON_BENCH_COLD=1         also run the cold build of the cache (~10+ minutes)

@@ -34,3 +34,31 @@ const istioInitContainer = "istio-init"
 // GuardWebhook is the name of meshaddon's placement guard webhook (issue
 // 16): part of the mesh's own machinery, like Istio's injector.
 const GuardWebhook = "pods.guard.meshaddon.dev"
+
+// InjectsNative reports whether the injector gives a pod with these labels
+// and annotations a native istio-proxy: not when it opts out of injection,
+// as its sidecar.istio.io/nativeSidecar override says, else as its
+// revision (the istio.io/rev label) injects now — native tells, per
+// revision. With no revision named, it counts as native when any revision
+// is, the side that never hangs. The placement guard asks it of a pod at
+// admission, precheck of the pod a restart would make.
+func InjectsNative(labels, annotations map[string]string, native map[string]bool) bool {
+	if annotations["sidecar.istio.io/inject"] == "false" || labels["sidecar.istio.io/inject"] == "false" {
+		return false
+	}
+	switch annotations[NativeSidecarOverride] {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	if rev := labels[RevisionLabel]; rev != "" {
+		return native[rev]
+	}
+	for _, n := range native {
+		if n {
+			return true
+		}
+	}
+	return false
+}

@@ -47,10 +47,13 @@ func (r *NodeLabeler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Res
 
 // SetupWithManager labels on every node event that can change the label:
 // joins, kubelet upgrades, and label edits (someone removing or changing it).
+// 16 workers, one merge patch each: with 4, nodes joining at ~25/s on a
+// busy API server waited 1.5 s (p50) for their label, with 16 0.4 s
+// (bench/RESULTS.md).
 func (r *NodeLabeler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&corev1.Node{}, builder.WithPredicates(nodeFactChanged)).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 16}).
 		Named("nodelabeler").
 		Complete(r)
 }

@@ -37,24 +37,7 @@ func WillBeNative(pod *corev1.Pod, native map[string]bool) bool {
 	if slices.ContainsFunc(pod.Spec.Containers, isProxy) {
 		return false
 	}
-	if pod.Annotations["sidecar.istio.io/inject"] == "false" || pod.Labels["sidecar.istio.io/inject"] == "false" {
-		return false
-	}
-	switch pod.Annotations[inventory.NativeSidecarOverride] {
-	case "true":
-		return true
-	case "false":
-		return false
-	}
-	if rev := pod.Labels[inventory.RevisionLabel]; rev != "" {
-		return native[rev]
-	}
-	for _, n := range native {
-		if n {
-			return true
-		}
-	}
-	return false
+	return inventory.InjectsNative(pod.Labels, pod.Annotations, native)
 }
 
 func isProxy(c corev1.Container) bool { return c.Name == inventory.ProxyContainer }

@@ -1,11 +1,23 @@
 package precheck
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
+	"github.com/meshaddon/meshaddon/internal/migrate"
 )
 
 // guardFacts is the placement guard as the manager reports it, for the
@@ -66,5 +78,157 @@ func checkGuard(ctx context.Context, e *Env) ([]Result, error) {
 	} else {
 		out = append(out, Result{Status: OK, Message: capacity})
 	}
+	if len(excluded) == 0 || e.ARM != nil {
+		return out, nil
+	}
+	onExcluded, err := e.podsOnExcluded(ctx, excluded, p)
+	if apierrors.IsForbidden(err) {
+		return append(out, Result{Status: Warn, Message: "pods on excluded nodes: unchecked: " + err.Error(),
+			Hint: "run precheck as someone who may list pods cluster-wide"}), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return append(out, judgeExcludedPods(onExcluded, len(excluded))...), nil
+}
+
+// judgeExcludedPods reports the pods on excluded nodes that are native now
+// (a native sidecar on a kubelet that cannot run it: placed before the
+// guard was on, or the node was labelled false since) and those that
+// would be native when restarted, which the guard will place elsewhere.
+func judgeExcludedPods(pods []PodRef, excluded int) []Result {
+	var native, moving []PodRef
+	for _, p := range pods {
+		if p.Mode == string(inventory.Native) {
+			native = append(native, p)
+		} else {
+			moving = append(moving, p)
+		}
+	}
+	var out []Result
+	if len(native) > 0 {
+		out = append(out, Result{Status: Warn, Pods: native,
+			Message: fmt.Sprintf("%d native pod(s) on excluded nodes, whose kubelet cannot run sidecar containers: %s", len(native), listPods(native)),
+			Hint:    "they were placed before the guard was on, or their node was labelled false since: restart their workloads (meshaddon migrate, or kubectl rollout restart) and the guard places the new pods on capable nodes"})
+	}
+	if len(moving) > 0 {
+		out = append(out, Result{Status: OK, Pods: moving,
+			Message: fmt.Sprintf("%d pod(s) on excluded nodes would be native when restarted, and the guard will keep them off those nodes: %s", len(moving), listPods(moving))})
+	}
+	if len(out) == 0 {
+		out = append(out, Result{Status: OK, Message: fmt.Sprintf("no pod on the %d excluded node(s) is or would be native", excluded)})
+	}
+	return out
+}
+
+func listPods(pods []PodRef) string {
+	names := make([]string, 0, min(len(pods), maxListed))
+	for _, p := range pods[:min(len(pods), maxListed)] {
+		names = append(names, p.Namespace+"/"+p.Name+" on "+p.Node)
+	}
+	return listSomeOf(names, len(pods))
+}
+
+// excludedPodListers is how many excluded nodes' pods are read at once.
+const excludedPodListers = podListers
+
+// podsOnExcluded reads the pods on the excluded nodes, as metadata when
+// Metadata is set, and keeps those the guard is about: native now, or
+// native when their workload restarts. The cluster-wide pod read (the
+// manager's census, or precheck's own paged listing of pod metadata) knows
+// no pod's node — metadata has no spec.nodeName — so this reads only the
+// excluded nodes' pods, a LIST per node selecting spec.nodeName (the
+// kubelet's own query), never every pod of the cluster again. Pods that
+// ended are left out, and so are DaemonSet and static pods, which the guard
+// pins to their node as classic, and pods in namespaces the guard never
+// touches.
+func (e *Env) podsOnExcluded(ctx context.Context, excluded []string, p *v1alpha1.MeshProfile) ([]PodRef, error) {
+	native := map[string]bool{}
+	for _, r := range p.Status.Revisions {
+		native[r.Name] = r.Mode == string(meshversion.Native)
+	}
+	revs, err := e.Revisions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nss, err := e.Namespaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	revOf := map[string]string{}
+	for _, ns := range nss {
+		if rev := ns.Labels[inventory.RevisionLabel]; slices.Contains(revs, rev) {
+			revOf[ns.Name] = rev
+		}
+	}
+	var mu sync.Mutex
+	var out []PodRef
+	keep := func(node string, m metav1.ObjectMeta, row inventory.Pod) {
+		if ref, ok := guardedPod(node, m, row, revOf, native, e.MeshNamespace); ok {
+			mu.Lock()
+			out = append(out, ref)
+			mu.Unlock()
+		}
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(excludedPodListers)
+	for _, node := range excluded {
+		opts := metav1.ListOptions{Limit: 1000, FieldSelector: fields.AndSelectors(
+			fields.OneTermEqualSelector("spec.nodeName", node),
+			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
+			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed)),
+		).String()}
+		g.Go(func() error {
+			if e.Metadata != nil {
+				return inventory.EachListPage(ctx, opts, e.Metadata.Resource(podsResource).List, func(l *metav1.PartialObjectMetadataList) error {
+					for i := range l.Items {
+						keep(node, l.Items[i].ObjectMeta, inventory.ClassifyMetadata(&l.Items[i]))
+					}
+					return nil
+				})
+			}
+			return inventory.EachListPage(ctx, opts, e.Kube.CoreV1().Pods(corev1.NamespaceAll).List, func(l *corev1.PodList) error {
+				for i := range l.Items {
+					keep(node, l.Items[i].ObjectMeta, inventory.Classify(&l.Items[i]))
+				}
+				return nil
+			})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b PodRef) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
 	return out, nil
+}
+
+// guardedPod says whether a pod on an excluded node is one the guard is
+// about: native now, or, in a mesh namespace, native once restarted (the
+// pod a restart makes carries its labels and annotations; with no
+// istio.io/rev of its own, its namespace's revision injects it).
+func guardedPod(node string, m metav1.ObjectMeta, row inventory.Pod, revOf map[string]string, native map[string]bool, meshNamespace string) (PodRef, bool) {
+	ref := PodRef{Namespace: m.Namespace, Name: m.Name, Node: node, Mode: string(row.Mode), Revision: row.Revision}
+	if row.Owner.Kind != "" {
+		ref.Owner = row.Owner.String()
+	}
+	if migrate.Untouched(m.Namespace, meshNamespace) || row.Owner.Kind == "DaemonSet" || row.Owner.Kind == "Node" {
+		return ref, false
+	}
+	if row.Mode == inventory.Native {
+		return ref, true
+	}
+	rev, mesh := revOf[m.Namespace]
+	if !mesh {
+		return ref, false
+	}
+	labels := maps.Clone(m.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if labels[inventory.RevisionLabel] == "" {
+		labels[inventory.RevisionLabel] = rev
+	}
+	return ref, inventory.InjectsNative(labels, m.Annotations, native)
 }

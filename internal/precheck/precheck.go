@@ -37,6 +37,21 @@ type Result struct {
 	Revision   string       `json:"revision,omitempty"`
 	Object     string       `json:"object,omitempty"`
 	Details    []string     `json:"details,omitempty"`
+	// Pods are every pod a finding is about, for -o json only: the
+	// message names a few, and there may be thousands.
+	Pods []PodRef `json:"pods,omitempty"`
+}
+
+// PodRef is one pod a finding names: where it runs and how it is injected.
+type PodRef struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	Node      string `json:"node"`
+	// Mode is how istio-proxy runs in it now: native, classic or none.
+	Mode     string `json:"mode"`
+	Revision string `json:"revision,omitempty"`
+	// Owner is its workload, as Kind/name.
+	Owner string `json:"owner,omitempty"`
 }
 
 // WebhookRef names one webhook of a configuration.

@@ -132,18 +132,20 @@ func (o *Options) Validate(ctx context.Context) error {
 // Run lists and prints.
 func (o *Options) Run(ctx context.Context) error {
 	list := inventory.ListOptions{Namespace: o.namespace, Selector: o.Selector, PageSize: o.ChunkSize}
+	var guard *guardView
 	if o.Output.Human() && !o.Output.NoHeaders {
 		// The layout, revisions, tags and versions, and the placement
 		// guard, on stderr: stdout stays the table kubectl's custom-columns
 		// would print.
 		printMesh(ctx, o.ErrOut, o.kube)
-		o.printGuard(ctx)
+		guard = o.printGuard(ctx)
 	}
 	if o.Workloads {
-		return o.runWorkloads(ctx, list)
+		return o.runWorkloads(ctx, list, guard)
 	}
 	l := output.NewList(o.Output, o.Out, o.podSpec())
 	err := o.eachPage(ctx, list, func(rows []inventory.Pod) error {
+		guard.add(rows)
 		if o.mode != "" {
 			kept := rows[:0]
 			for _, r := range rows {
@@ -159,7 +161,10 @@ func (o *Options) Run(ctx context.Context) error {
 		return fmt.Errorf("list pods: %w", err)
 	}
 	printed, err := l.Done()
-	if err == nil && !printed {
+	if err != nil {
+		return err
+	}
+	if !printed {
 		// As kubectl get says when it printed nothing.
 		where := "namespace " + o.namespace
 		if o.namespace == "" {
@@ -167,7 +172,8 @@ func (o *Options) Run(ctx context.Context) error {
 		}
 		fmt.Fprintf(o.ErrOut, "No resources found in %s.\n", where)
 	}
-	return err
+	guard.print(o.ErrOut)
+	return nil
 }
 
 // listers is how many namespaces -A lists at once: the API server answers
@@ -193,9 +199,9 @@ func (o *Options) eachPage(ctx context.Context, list inventory.ListOptions, fn f
 	return inventory.EachPage(ctx, o.kube, list, fn)
 }
 
-func (o *Options) runWorkloads(ctx context.Context, list inventory.ListOptions) error {
+func (o *Options) runWorkloads(ctx context.Context, list inventory.ListOptions, guard *guardView) error {
 	sum := inventory.NewSummarizer()
-	if err := o.eachPage(ctx, list, func(rows []inventory.Pod) error { sum.Add(rows); return nil }); err != nil {
+	if err := o.eachPage(ctx, list, func(rows []inventory.Pod) error { sum.Add(rows); guard.add(rows); return nil }); err != nil {
 		return fmt.Errorf("list pods: %w", err)
 	}
 	jobs, err := inventory.JobOwners(ctx, o.kube, list.Namespace)
@@ -236,7 +242,11 @@ func (o *Options) runWorkloads(ctx context.Context, list inventory.ListOptions) 
 		}
 		rows[i] = []string{w.Namespace, w.Kind, w.Name, strconv.Itoa(w.Native), strconv.Itoa(w.Classic), strconv.Itoa(w.None), revs}
 	}
-	return t.Page(rows)
+	if err := t.Page(rows); err != nil {
+		return err
+	}
+	guard.print(o.ErrOut)
+	return nil
 }
 
 // podSpec is the pods' table (NAMESPACE with -A; NODE, OVERRIDE and
