@@ -12,9 +12,11 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
+	"github.com/meshaddon/meshaddon/internal/cli/output"
 	"github.com/meshaddon/meshaddon/internal/kube"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
 	"github.com/meshaddon/meshaddon/internal/testenv"
+	"github.com/spf13/cobra"
 )
 
 // status against a real API server (envtest), guard on: below the table it
@@ -83,7 +85,7 @@ func TestStatusNamesPodsOnExcludedNodes(t *testing.T) {
 
 	for _, workloads := range []bool{false, true} {
 		var out, errOut bytes.Buffer
-		o := &Options{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, ChunkSize: 2, Workloads: workloads, kube: kc, namespace: "shop"}
+		o := &Options{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, ChunkSize: 2, Workloads: workloads, Output: testOutput(t, ""), kube: kc, namespace: "shop"}
 		if err := o.Run(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -106,11 +108,27 @@ func TestStatusNamesPodsOnExcludedNodes(t *testing.T) {
 
 	// -o json: stdout stays the list; nothing about the guard is printed.
 	var out, errOut bytes.Buffer
-	o := &Options{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, ChunkSize: 500, Output: "json", kube: kc, namespace: "shop"}
+	o := &Options{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, ChunkSize: 500, Output: testOutput(t, "json"), kube: kc, namespace: "shop"}
 	if err := o.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(errOut.String(), "Placement guard") || !strings.Contains(out.String(), `"name":"stuck"`) {
+	if strings.Contains(errOut.String(), "Placement guard") || !strings.Contains(out.String(), `"name": "stuck"`) {
 		t.Errorf("-o json: stdout %q stderr %q", out.String(), errOut.String())
 	}
+}
+
+// testOutput is status's -o set to format, as the command parses it.
+func testOutput(t *testing.T, format string) *output.Flags {
+	t.Helper()
+	cmd := &cobra.Command{}
+	f := output.Add(cmd, outputOptions)
+	if format != "" {
+		if err := cmd.Flags().Set("output", format); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

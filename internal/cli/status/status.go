@@ -39,6 +39,10 @@ type Options struct {
 	kube      kubernetes.Interface
 }
 
+// outputOptions are status's -o: its own table and wide, and kind/name
+// for -o name (the rows are pods or workloads).
+var outputOptions = output.Options{Human: []string{"wide"}, Names: true, NoHeaders: true}
+
 // NewCommand returns `meshaddon status`.
 func NewCommand(flags *genericclioptions.ConfigFlags, streams genericiooptions.IOStreams) *cobra.Command {
 	o := &Options{IOStreams: streams}
@@ -79,7 +83,7 @@ print page by page; jsonpath and go-template hold every row until the last page.
 	f.BoolVarP(&o.AllNamespaces, "all-namespaces", "A", false, "List pods in every namespace")
 	f.StringVarP(&o.Selector, "selector", "l", "", "Label selector, as kubectl's -l")
 	f.StringVar(&o.Mode, "mode", "", "Only pods injected so: native, classic or none")
-	o.Output = output.Add(cmd, output.Options{Human: []string{"wide"}, Names: true, NoHeaders: true})
+	o.Output = output.Add(cmd, outputOptions)
 	f.BoolVar(&o.Workloads, "workloads", false, "One row per owning workload with its pods counted by mode")
 	f.Int64Var(&o.ChunkSize, "chunk-size", 500, "Pods per LIST call")
 	return cmd
