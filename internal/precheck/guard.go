@@ -147,24 +147,14 @@ func (e *Env) podsOnExcluded(ctx context.Context, excluded []string, p *v1alpha1
 	for _, r := range p.Status.Revisions {
 		native[r.Name] = r.Mode == string(meshversion.Native)
 	}
-	revs, err := e.Revisions(ctx)
+	scope, err := e.meshScope(ctx)
 	if err != nil {
 		return nil, err
-	}
-	nss, err := e.Namespaces(ctx)
-	if err != nil {
-		return nil, err
-	}
-	revOf := map[string]string{}
-	for _, ns := range nss {
-		if rev := ns.Labels[inventory.RevisionLabel]; slices.Contains(revs, rev) {
-			revOf[ns.Name] = rev
-		}
 	}
 	var mu sync.Mutex
 	var out []PodRef
 	keep := func(node string, m metav1.ObjectMeta, row inventory.Pod) {
-		if ref, ok := guardedPod(node, m, row, revOf, native, e.MeshNamespace); ok {
+		if ref, ok := guardedPod(node, m, row, scope.revision, native, e.MeshNamespace); ok {
 			mu.Lock()
 			out = append(out, ref)
 			mu.Unlock()
@@ -205,10 +195,10 @@ func (e *Env) podsOnExcluded(ctx context.Context, excluded []string, p *v1alpha1
 }
 
 // guardedPod says whether a pod on an excluded node is one the guard is
-// about: native now, or, in a mesh namespace, native once restarted (the
-// pod a restart makes carries its labels and annotations; with no
-// istio.io/rev of its own, its namespace's revision injects it).
-func guardedPod(node string, m metav1.ObjectMeta, row inventory.Pod, revOf map[string]string, native map[string]bool, meshNamespace string) (PodRef, bool) {
+// about: native now, or native once restarted (the pod a restart makes
+// carries its labels and annotations, and goes to the revision that
+// revisionOf — precheck's one mesh rule, meshScope — resolves for them).
+func guardedPod(node string, m metav1.ObjectMeta, row inventory.Pod, revisionOf func(ns string, podLabels map[string]string) (string, bool), native map[string]bool, meshNamespace string) (PodRef, bool) {
 	ref := PodRef{Namespace: m.Namespace, Name: m.Name, Node: node, Mode: string(row.Mode), Revision: row.Revision}
 	if row.Owner.Kind != "" {
 		ref.Owner = row.Owner.String()
@@ -219,7 +209,7 @@ func guardedPod(node string, m metav1.ObjectMeta, row inventory.Pod, revOf map[s
 	if row.Mode == inventory.Native {
 		return ref, true
 	}
-	rev, mesh := revOf[m.Namespace]
+	rev, mesh := revisionOf(m.Namespace, m.Labels)
 	if !mesh {
 		return ref, false
 	}
@@ -227,8 +217,7 @@ func guardedPod(node string, m metav1.ObjectMeta, row inventory.Pod, revOf map[s
 	if labels == nil {
 		labels = map[string]string{}
 	}
-	if labels[inventory.RevisionLabel] == "" {
-		labels[inventory.RevisionLabel] = rev
-	}
+	// The revision, not a tag naming it: native is keyed by revision.
+	labels[inventory.RevisionLabel] = rev
 	return ref, inventory.InjectsNative(labels, m.Annotations, native)
 }

@@ -75,7 +75,7 @@ func TestGuardPodsOnExcludedNodes(t *testing.T) {
 	)
 	type podSpec struct {
 		ns, name, node, mode string
-		annotations          map[string]string
+		annotations, labels  map[string]string
 		owner                string
 		phase                corev1.PodPhase
 	}
@@ -89,11 +89,14 @@ func TestGuardPodsOnExcludedNodes(t *testing.T) {
 		{ns: "shop", name: "ended", node: "old-1", mode: "classic", phase: corev1.PodSucceeded},
 		{ns: "shop", name: "native-on-new", node: "new-1", mode: "native"},
 		{ns: "plain", name: "outside-mesh", node: "old-1", mode: "none"},
+		// In the mesh by its own label, in an unlabelled namespace: Istio's
+		// injector selects it, so its restart is native too.
+		{ns: "plain", name: "opted-in-by-label", node: "old-2", mode: "classic", labels: map[string]string{"istio.io/rev": "asm-1-27"}},
 		{ns: "kube-system", name: "system", node: "old-1", mode: "native"},
 	}
 	always := ptr.To(corev1.ContainerRestartPolicyAlways)
 	for _, p := range pods {
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: p.ns, Annotations: map[string]string{}},
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: p.ns, Labels: p.labels, Annotations: map[string]string{}},
 			Spec: corev1.PodSpec{NodeName: p.node, Containers: []corev1.Container{{Name: "app", Image: "app"}}}}
 		for k, v := range p.annotations {
 			pod.Annotations[k] = v
@@ -148,10 +151,10 @@ func TestGuardPodsOnExcludedNodes(t *testing.T) {
 			if got := podNames(native.Pods); got != "shop/native-on-old@old-1(native,ReplicaSet/web-1)" {
 				t.Errorf("native pods listed: %s", got)
 			}
-			if moving.Status != OK || moving.Message != "2 pod(s) on excluded nodes would be native when restarted, and the guard will keep them off those nodes: shop/classic-on-old on old-1, shop/uninjected-on-old on old-2" {
+			if moving.Status != OK || moving.Message != "3 pod(s) on excluded nodes would be native when restarted, and the guard will keep them off those nodes: plain/opted-in-by-label on old-2, shop/classic-on-old on old-1, shop/uninjected-on-old on old-2" {
 				t.Errorf("pods that would move: %s: %s", moving.Status, moving.Message)
 			}
-			if got := podNames(moving.Pods); got != "shop/classic-on-old@old-1(classic,ReplicaSet/web-1) shop/uninjected-on-old@old-2(none,Pod/uninjected-on-old)" {
+			if got := podNames(moving.Pods); got != "plain/opted-in-by-label@old-2(classic,Pod/opted-in-by-label) shop/classic-on-old@old-1(classic,ReplicaSet/web-1) shop/uninjected-on-old@old-2(none,Pod/uninjected-on-old)" {
 				t.Errorf("pods that would move listed: %s", got)
 			}
 		})
