@@ -69,6 +69,11 @@ type Workload struct {
 
 func (w Workload) String() string { return w.Kind + "/" + w.Name }
 
+// PinnedToNode is true for a DaemonSet's pods and static pods (owned by
+// their Node): they stay on their node, so the placement guard makes them
+// classic there rather than moving them.
+func (p Pod) PinnedToNode() bool { return p.Owner.Kind == "DaemonSet" || p.Owner.Kind == "Node" }
+
 // Classify reads one pod.
 func Classify(p *corev1.Pod) Pod {
 	out := Pod{

@@ -203,7 +203,7 @@ func guardedPod(node string, m metav1.ObjectMeta, row inventory.Pod, revisionOf 
 	if row.Owner.Kind != "" {
 		ref.Owner = row.Owner.String()
 	}
-	if migrate.Untouched(m.Namespace, meshNamespace) || row.Owner.Kind == "DaemonSet" || row.Owner.Kind == "Node" {
+	if migrate.Untouched(m.Namespace, meshNamespace) || row.PinnedToNode() {
 		return ref, false
 	}
 	if row.Mode == inventory.Native {

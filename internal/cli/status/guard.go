@@ -87,9 +87,7 @@ func (g *guardView) add(rows []inventory.Pod) {
 		return
 	}
 	for _, r := range rows {
-		// DaemonSet and static pods are pinned to their node: the guard
-		// makes them classic there rather than moving them.
-		if !g.excluded[r.Node] || r.Owner.Kind == "DaemonSet" || r.Owner.Kind == "Node" {
+		if !g.excluded[r.Node] || r.PinnedToNode() {
 			continue
 		}
 		name := r.Namespace + "/" + r.Name + " on " + r.Node
