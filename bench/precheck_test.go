@@ -45,7 +45,6 @@ import (
 
 	"github.com/meshaddon/meshaddon/internal/precheck"
 	"github.com/meshaddon/meshaddon/internal/testbed/mesh"
-	"github.com/meshaddon/meshaddon/internal/testbed/proc"
 )
 
 const (
@@ -93,21 +92,7 @@ func TestPrecheckAdmissionAtScale(t *testing.T) {
 	kc := kubeClient(t, cfg)
 	fast := fastClient(t, cfg)
 
-	reused := false
-	if keepClusters() {
-		n, _, err := countStatusPods(context.Background(), fast)
-		list, lerr := kc.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
-		reused = err == nil && lerr == nil && n == pods && len(list.Items) >= totalNodes
-		if reused {
-			t.Logf("MESHADDON_BENCH_KEEP: reusing %s with its %d nodes and %d bench pods", name, len(list.Items), n)
-			if pid := pidFile(name, "manager"); pid != 0 {
-				if err := proc.StopGroup(pid, 10*time.Second); err != nil {
-					t.Fatal(err)
-				}
-			}
-			mustMeshaddon(t, append([]string{"local", "up", "--name", name}, upArgs...)...)
-		}
-	}
+	reused := reuseKeptCluster(t, name, upArgs, kc, fast, pods, totalNodes)
 	if !reused {
 		// A kept cluster whose setup stopped half-way is set up again:
 		// every step below takes what is already there.

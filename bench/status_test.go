@@ -84,22 +84,7 @@ func TestStatusAndPrecheckAtScale(t *testing.T) {
 	kc := kubeClient(t, cfg)
 
 	fast := fastClient(t, cfg)
-	reused := false
-	if keepClusters() {
-		n, _, err := countStatusPods(context.Background(), fast)
-		list, lerr := kc.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
-		reused = err == nil && lerr == nil && n == pods && len(list.Items) >= totalNodes
-		if reused {
-			t.Logf("MESHADDON_BENCH_KEEP: reusing %s with its %d nodes and %d bench pods", name, len(list.Items), n)
-			// The kept cluster's manager may be an older build's: run this one.
-			if pid := pidFile(name, "manager"); pid != 0 {
-				if err := proc.StopGroup(pid, 10*time.Second); err != nil {
-					t.Fatal(err)
-				}
-			}
-			mustMeshaddon(t, append([]string{"local", "up", "--name", name}, upArgs...)...)
-		}
-	}
+	reused := reuseKeptCluster(t, name, upArgs, kc, fast, pods, totalNodes)
 	start := time.Now()
 	if !reused {
 		addPools(t, name, kc, pools, perPool)
@@ -763,4 +748,27 @@ func medianInt64(values []int64) int64 {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// reuseKeptCluster says whether a cluster kept by MESHADDON_BENCH_KEEP
+// already has its nodes and bench pods; if so it restarts the manager from
+// this build (the kept one may be an older build's).
+func reuseKeptCluster(t *testing.T, name string, upArgs []string, kc, fast kubernetes.Interface, pods, totalNodes int) bool {
+	t.Helper()
+	if !keepClusters() {
+		return false
+	}
+	n, _, err := countStatusPods(context.Background(), fast)
+	list, lerr := kc.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil || lerr != nil || n != pods || len(list.Items) < totalNodes {
+		return false
+	}
+	t.Logf("MESHADDON_BENCH_KEEP: reusing %s with its %d nodes and %d bench pods", name, len(list.Items), n)
+	if pid := pidFile(name, "manager"); pid != 0 {
+		if err := proc.StopGroup(pid, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustMeshaddon(t, append([]string{"local", "up", "--name", name}, upArgs...)...)
+	return true
 }
