@@ -54,12 +54,7 @@ func TestAdmissionProofCostDoesNotGrowWithNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	kc := clients.Kube
-	must := func(_ any, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := mustOK(t)
 
 	// A webhook server that takes 300 ms per review and records how many
 	// it has in flight at once.

@@ -36,12 +36,7 @@ func TestGuardPodsOnExcludedNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	must := func(_ any, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := mustOK(t)
 	for name, version := range map[string]string{"new-1": "v1.34.4", "old-1": "v1.28.9", "old-2": "v1.28.9"} {
 		n, err := kc.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{meshversion.PoolLabel: name[:3]}}}, metav1.CreateOptions{})
 		if err != nil {

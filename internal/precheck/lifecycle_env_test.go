@@ -30,12 +30,7 @@ func TestLifecycleAgainstAnAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	kc := clients.Kube
-	must := func(_ any, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := mustOK(t)
 	for ns, labels := range map[string]map[string]string{"istio-system": nil, "shop": {"istio.io/rev": "asm-1-27"}, "outside": nil} {
 		must(kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labels}}, metav1.CreateOptions{}))
 	}

@@ -31,12 +31,7 @@ func TestResourcesAgainstAnAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	kc := clients.Kube
-	must := func(_ any, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := mustOK(t)
 	deployment := func(ns, name string, mem string) *appsv1.Deployment {
 		labels := map[string]string{"app": name}
 		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": "istiod", "istio.io/rev": "asm-1-27"}},

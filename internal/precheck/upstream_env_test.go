@@ -41,12 +41,7 @@ func TestUpstreamMeshAgainstAnAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	kc := clients.Kube
-	must := func(_ any, err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	must := mustOK(t)
 
 	// Which webhook (the URL path) saw which pod (namespace/workload) on a dry run.
 	var mu sync.Mutex
