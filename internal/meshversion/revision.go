@@ -33,15 +33,6 @@ func ParseRevision(s string) (Revision, error) {
 	return Revision{Major: 1, Minor: n}, nil
 }
 
-// MustRevision parses a revision known at compile time.
-func MustRevision(s string) Revision {
-	r, err := ParseRevision(s)
-	if err != nil {
-		panic(err)
-	}
-	return r
-}
-
 // String is the asm-1-NN form.
 func (r Revision) String() string { return fmt.Sprintf("asm-%d-%d", r.Major, r.Minor) }
 

@@ -251,17 +251,6 @@ func advice(w inventory.Workload) string {
 	return fmt.Sprintf("%s is not restarted by migrate: recreate its pods yourself", w.Kind)
 }
 
-// NativeRevisions tells, for each installed revision (discovered in
-// meshNamespace, or everywhere when it is empty), whether its istiod injects
-// native sidecars now.
-func NativeRevisions(ctx context.Context, kube kubernetes.Interface, meshNamespace string) (map[string]bool, error) {
-	mesh, err := meshdiscovery.Discover(ctx, kube, meshNamespace)
-	if err != nil {
-		return nil, err
-	}
-	return nativeRevisions(ctx, kube, mesh)
-}
-
 // nativeRevisions reads each revision's ENABLE_NATIVE_SIDECARS as its Istio
 // version does; unset (or auto) resolves as that version does, by the
 // nodes' kubelets from 1.27 (meshversion.ReadEnv, ResolveUnsetFor).
