@@ -79,7 +79,7 @@ func (s Setting) String() string {
 }
 
 // Injection is how istiod injects by this setting: set reports whether it is
-// set at all (unset and empty let Istio decide, see meshversion.ResolveUnset).
+// set at all (unset and empty let Istio decide, see meshversion.ResolveUnsetFor).
 // A value that cannot be known is an error saying why and what to do.
 func (s Setting) Injection() (inj meshversion.Injection, set bool, err error) {
 	switch {

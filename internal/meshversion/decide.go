@@ -237,19 +237,6 @@ func appliesIn(g Gate, m Mode) bool {
 	return false
 }
 
-// ResolveUnset says how istiod injects when ENABLE_NATIVE_SIDECARS is unset:
-// Istio's own auto mode, native only when every node's kubelet is 1.33+ (a
-// cluster with no nodes counts as native).
-func ResolveUnset(nodes []Node) Injection {
-	for _, n := range nodes {
-		v, err := ParseKube(n.KubeletVersion)
-		if err != nil || !v.AtLeast(IstioAutoMinKubelet) {
-			return Classic
-		}
-	}
-	return Native
-}
-
 // ParseEnv reads an ENABLE_NATIVE_SIDECARS value as Istio does
 // (strconv.ParseBool; an empty value counts as unset). set reports whether it
 // is set at all; an unparseable value is an error.

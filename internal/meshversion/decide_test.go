@@ -126,7 +126,9 @@ func TestDecideMessagesNamePoolsAndNodes(t *testing.T) {
 	}
 }
 
-func TestResolveUnset(t *testing.T) {
+// Istio's auto mode for a pod not yet bound: native only when every node's
+// kubelet is 1.33+ (a cluster with no nodes counts as native).
+func TestResolveAutoUnbound(t *testing.T) {
 	for _, tc := range []struct {
 		nodes []string
 		want  Injection
@@ -140,7 +142,7 @@ func TestResolveUnset(t *testing.T) {
 		for i, v := range tc.nodes {
 			nodes = append(nodes, Node{Name: fmt.Sprint(i), KubeletVersion: v})
 		}
-		if got := ResolveUnset(nodes); got != tc.want {
+		if got := resolveAuto(nodes, "").Injection; got != tc.want {
 			t.Errorf("%v: got %s, want %s", tc.nodes, got, tc.want)
 		}
 	}
