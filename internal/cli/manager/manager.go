@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	clientfeatures "k8s.io/client-go/features"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -68,6 +69,7 @@ precheck reads instead of listing the pods.`,
 			if os.Getenv("GOGC") == "" {
 				debug.SetGCPercent(50)
 			}
+			streamInitialLists()
 			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
 			cfg, err := flags.ToRESTConfig()
 			if err != nil {
@@ -103,6 +105,26 @@ precheck reads instead of listing the pods.`,
 	o.zap.BindFlags(gofs)
 	f.AddGoFlagSet(gofs)
 	return cmd
+}
+
+// streamInitialLists makes every informer fill its cache from a watch that
+// streams the objects one by one (watch-list, KEP-3157) instead of one LIST
+// decoded whole: at 5,000 nodes the manager's memory peaked at 85 MiB at
+// start with the LIST and at 36 MiB streaming (bench/RESULTS.md). client-go
+// leaves it off by default (beta); an explicit KUBE_FEATURE_WatchListClient
+// still decides, and an API server that cannot stream gets the LIST (the
+// reflector falls back).
+func streamInitialLists() {
+	if _, set := os.LookupEnv("KUBE_FEATURE_" + string(clientfeatures.WatchListClient)); set {
+		return
+	}
+	clientfeatures.ReplaceFeatureGates(watchListOn{clientfeatures.FeatureGates()})
+}
+
+type watchListOn struct{ clientfeatures.Gates }
+
+func (g watchListOn) Enabled(f clientfeatures.Feature) bool {
+	return f == clientfeatures.WatchListClient || g.Gates.Enabled(f)
 }
 
 func envOr(name, def string) string {
