@@ -41,7 +41,9 @@ func EachListPage[L metav1.ListInterface](ctx context.Context, opts metav1.ListO
 		if page.GetContinue() == "" {
 			return nil
 		}
-		opts.Continue = page.GetContinue()
+		// The token carries the first page's resourceVersion; the API
+		// server refuses a continue that names one too.
+		opts.Continue, opts.ResourceVersion, opts.ResourceVersionMatch = page.GetContinue(), "", ""
 	}
 }
 

@@ -209,3 +209,41 @@ func TestReadersSurviveAnExpiredContinueToken(t *testing.T) {
 		})
 	}
 }
+
+// A listing that starts from a resourceVersion (not older than it) goes
+// on page after page: the API server refuses a continue token sent with a
+// resourceVersion, which the token carries already.
+func TestEachListPageFromAResourceVersion(t *testing.T) {
+	kc := kubernetes.NewForConfigOrDie(startAPIServer(t))
+	ctx := context.Background()
+	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "a"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 7 {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: fmt.Sprintf("p%d", i)},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "pause"}}}}
+		if _, err := kc.CoreV1().Pods("a").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now, err := kc.CoreV1().Pods("a").List(ctx, metav1.ListOptions{Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := metav1.ListOptions{Limit: 3, ResourceVersion: now.ResourceVersion, ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan}
+	var names []string
+	pages := 0
+	err = EachListPage(ctx, opts, kc.CoreV1().Pods("a").List, func(l *corev1.PodList) error {
+		pages++
+		for _, p := range l.Items {
+			names = append(names, p.Name)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) != 7 || pages != 3 {
+		t.Errorf("read %d pods in %d pages (%v), want 7 in 3", len(names), pages, names)
+	}
+}

@@ -160,14 +160,24 @@ func (e *Env) podsOnExcluded(ctx context.Context, excluded []string, p *v1alpha1
 			mu.Unlock()
 		}
 	}
+	// Each node's LIST as a consistent read would make the API server
+	// prove its watch cache current first (an etcd progress notification),
+	// once per node: 250 excluded nodes took 4-7 s. One consistent read
+	// instead, then every node's pods not older than it: nothing that
+	// existed when the check began is missed, with one proof.
+	since, err := e.podsResourceVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(excludedPodListers)
 	for _, node := range excluded {
-		opts := metav1.ListOptions{Limit: 1000, FieldSelector: fields.AndSelectors(
-			fields.OneTermEqualSelector("spec.nodeName", node),
-			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
-			fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed)),
-		).String()}
+		opts := metav1.ListOptions{Limit: 1000, ResourceVersion: since, ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan,
+			FieldSelector: fields.AndSelectors(
+				fields.OneTermEqualSelector("spec.nodeName", node),
+				fields.OneTermNotEqualSelector("status.phase", string(corev1.PodSucceeded)),
+				fields.OneTermNotEqualSelector("status.phase", string(corev1.PodFailed)),
+			).String()}
 		g.Go(func() error {
 			if e.Metadata != nil {
 				return inventory.EachListPage(ctx, opts, e.Metadata.Resource(podsResource).List, func(l *metav1.PartialObjectMetadataList) error {
@@ -192,6 +202,24 @@ func (e *Env) podsOnExcluded(ctx context.Context, excluded []string, p *v1alpha1
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 	return out, nil
+}
+
+// podsResourceVersion is the pods' resourceVersion now: a consistent LIST
+// of one pod.
+func (e *Env) podsResourceVersion(ctx context.Context) (string, error) {
+	opts := metav1.ListOptions{Limit: 1}
+	if e.Metadata != nil {
+		l, err := e.Metadata.Resource(podsResource).List(ctx, opts)
+		if err != nil {
+			return "", err
+		}
+		return l.ResourceVersion, nil
+	}
+	l, err := e.Kube.CoreV1().Pods(corev1.NamespaceAll).List(ctx, opts)
+	if err != nil {
+		return "", err
+	}
+	return l.ResourceVersion, nil
 }
 
 // guardedPod says whether a pod on an excluded node is one the guard is
