@@ -198,7 +198,7 @@ feed:
 
 // benchNode is a node like the test bed's: see nodepool.go.
 func benchNode(pool, name, version string) *corev1.Node {
-	return &corev1.Node{
+	n := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name,
 			Labels: map[string]string{
@@ -215,10 +215,13 @@ func benchNode(pool, name, version string) *corev1.Node {
 			NodeInfo: corev1.NodeSystemInfo{KubeletVersion: version, OperatingSystem: "linux", Architecture: "amd64"},
 		},
 	}
+	setReady(n)
+	return n
 }
 
-// createNode creates the node, then sets its kubelet version and Ready
-// condition through UpdateStatus (kwok updates nodes too: retry on conflict).
+// createNode creates the node with its kubelet version and Ready condition,
+// as a kubelet registers, and sets them again through UpdateStatus if they
+// did not stick (kwok updates nodes too: retry on conflict).
 func createNode(ctx context.Context, kc kubernetes.Interface, pool, name, version string) error {
 	if _, err := kc.CoreV1().Nodes().Create(ctx, benchNode(pool, name, version), metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create node %s: %w", name, err)
