@@ -81,15 +81,38 @@ func checkGuard(ctx context.Context, e *Env) ([]Result, error) {
 	if len(excluded) == 0 || e.ARM != nil {
 		return out, nil
 	}
+	found, err := e.ExcludedPods(ctx, excluded, "")
+	if err != nil {
+		return nil, err
+	}
+	return append(out, found...), nil
+}
+
+// ExcludedPods says which pods on the excluded nodes are native now and
+// which a restart makes native (the guard then keeps them off those
+// nodes), by the one mesh rule (meshScope); in namespace only, when it is
+// set. precheck's guard check and status both say it. Not allowed to list
+// the pods: a warning, not an error.
+func (e *Env) ExcludedPods(ctx context.Context, excluded []string, namespace string) ([]Result, error) {
+	p, err := e.Profile(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, nil
+	}
 	onExcluded, err := e.podsOnExcluded(ctx, excluded, p)
 	if apierrors.IsForbidden(err) {
-		return append(out, Result{Status: Warn, Message: "pods on excluded nodes: unchecked: " + err.Error(),
-			Hint: "run precheck as someone who may list pods cluster-wide"}), nil
+		return []Result{{Status: Warn, Message: "pods on excluded nodes: unchecked: " + err.Error(),
+			Hint: "run this as someone who may list pods cluster-wide"}}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return append(out, judgeExcludedPods(onExcluded, len(excluded))...), nil
+	if namespace != "" {
+		onExcluded = slices.DeleteFunc(onExcluded, func(r PodRef) bool { return r.Namespace != namespace })
+	}
+	return judgeExcludedPods(onExcluded, len(excluded)), nil
 }
 
 // judgeExcludedPods reports the pods on excluded nodes that are native now

@@ -2,7 +2,6 @@ package status
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -10,27 +9,23 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
-	"github.com/meshaddon/meshaddon/internal/inventory"
 	"github.com/meshaddon/meshaddon/internal/meshversion"
+	"github.com/meshaddon/meshaddon/internal/precheck"
 )
 
 // printGuard says on stderr, above the table, what the placement guard
 // (MeshProfile spec.oldNodes: Guard) does: which nodes it keeps native pods
 // off, so that classic pods on those nodes read right; or why it is not
 // working. Nothing when the guard is off or there is no profile. When
-// nodes are excluded it returns a guardView that collects, from the pods
-// status lists anyway, those on excluded nodes.
+// nodes are excluded it returns a guardView that says, below the table,
+// which pods on them matter.
 func (o *Options) printGuard(ctx context.Context) *guardView {
-	rc := o.kube.Discovery().RESTClient()
-	if rc == nil {
+	if o.client == nil {
 		return nil
 	}
-	raw, err := rc.Get().AbsPath("/apis", v1alpha1.GroupVersion.Group, v1alpha1.GroupVersion.Version, "meshprofiles", v1alpha1.MeshProfileName).DoRaw(ctx)
-	if err != nil {
-		return nil
-	}
-	var p v1alpha1.MeshProfile
-	if json.Unmarshal(raw, &p) != nil || p.Spec.OldNodes != v1alpha1.OldNodesGuard {
+	env := &precheck.Env{Kube: o.kube, Client: o.client}
+	p, err := env.Profile(ctx)
+	if err != nil || p == nil || p.Spec.OldNodes != v1alpha1.OldNodesGuard {
 		return nil
 	}
 	fmt.Fprintln(o.ErrOut, GuardLine(p.Status.Guard))
@@ -40,12 +35,9 @@ func (o *Options) printGuard(ctx context.Context) *guardView {
 	if err != nil || len(nodes.Items) == 0 {
 		return nil
 	}
-	g := &guardView{excluded: map[string]bool{}, native: map[string]bool{}}
+	g := &guardView{env: env, namespace: o.namespace}
 	for _, n := range nodes.Items {
-		g.excluded[n.Name] = true
-	}
-	for _, r := range p.Status.Revisions {
-		g.native[r.Name] = r.Mode == string(meshversion.Native)
+		g.excluded = append(g.excluded, n.Name)
 	}
 	return g
 }
@@ -68,56 +60,35 @@ func GuardLine(g *v1alpha1.GuardStatus) string {
 		g.ExcludedNodes, names, g.CapableNodes)
 }
 
-// guardView collects, from the pods listed, those on excluded nodes that
-// are native there, and the injected ones a restart would make native,
-// which the guard then keeps off those nodes. (An uninjected pod's
-// restart depends on labels status does not read: precheck names those.)
+// guardView names the pods on excluded nodes that are native there, and
+// those a restart would make native, which the guard then keeps off those
+// nodes: precheck's own finding (precheck.Env.ExcludedPods, one rule for
+// both), in status's namespace when it has one.
 type guardView struct {
-	excluded map[string]bool
-	// native: which revisions inject native now, as the manager decided.
-	native          map[string]bool
-	nativeNow, move []string
+	env       *precheck.Env
+	excluded  []string
+	namespace string
 }
 
-// sample is how many pods a line names.
-const sample = 5
-
-func (g *guardView) add(rows []inventory.Pod) {
+// print writes them on w (stderr), below the table; only pods that matter
+// are named, and nothing when none does.
+func (g *guardView) print(ctx context.Context, w io.Writer) {
 	if g == nil {
 		return
 	}
-	for _, r := range rows {
-		if !g.excluded[r.Node] || r.PinnedToNode() {
+	found, err := g.env.ExcludedPods(ctx, g.excluded, g.namespace)
+	if err != nil {
+		fmt.Fprintf(w, "Placement guard: cannot tell which pods on the excluded nodes are or would be native: %v\n", err)
+		return
+	}
+	for _, r := range found {
+		if len(r.Pods) == 0 {
 			continue
 		}
-		name := r.Namespace + "/" + r.Name + " on " + r.Node
-		switch {
-		case r.Mode == inventory.Native:
-			g.nativeNow = append(g.nativeNow, name)
-		case r.Mode == inventory.Classic && r.Override != "false" && (r.Override == "true" || g.native[r.Revision]):
-			g.move = append(g.move, name)
+		line := "Placement guard: " + r.Message
+		if r.Hint != "" {
+			line += "; " + r.Hint
 		}
+		fmt.Fprintln(w, line+".")
 	}
-}
-
-// print writes what was collected on w (stderr), below the table.
-func (g *guardView) print(w io.Writer) {
-	if g == nil {
-		return
-	}
-	if len(g.nativeNow) > 0 {
-		fmt.Fprintf(w, "Placement guard: %d native pod(s) on excluded nodes, whose kubelet cannot run sidecar containers: %s; restart their workloads and the guard places them on capable nodes.\n",
-			len(g.nativeNow), some(g.nativeNow))
-	}
-	if len(g.move) > 0 {
-		fmt.Fprintf(w, "Placement guard: %d classic pod(s) on excluded nodes would be native when restarted, and the guard will keep them off those nodes: %s.\n",
-			len(g.move), some(g.move))
-	}
-}
-
-func some(items []string) string {
-	if len(items) <= sample {
-		return strings.Join(items, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(items[:sample], ", "), len(items)-sample)
 }

@@ -20,9 +20,10 @@ import (
 )
 
 // status against a real API server (envtest), guard on: below the table it
-// names the native pods on excluded nodes and the classic ones a restart
-// would make native, from the pods it lists anyway; pods on capable nodes,
-// DaemonSet pods and pods kept classic are not named.
+// names the native pods on excluded nodes and those a restart would make
+// native (precheck's finding: the uninjected pod in a native namespace
+// too); pods on capable nodes, DaemonSet pods and pods kept classic are not
+// named.
 func TestStatusNamesPodsOnExcludedNodes(t *testing.T) {
 	ctx := context.Background()
 	cfg := testenv.Start(t)
@@ -85,21 +86,23 @@ func TestStatusNamesPodsOnExcludedNodes(t *testing.T) {
 
 	for _, workloads := range []bool{false, true} {
 		var out, errOut bytes.Buffer
-		o := &Options{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, ChunkSize: 2, Workloads: workloads, Output: testOutput(t, ""), kube: kc, namespace: "shop"}
+		o := &Options{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, ChunkSize: 2, Workloads: workloads, Output: testOutput(t, ""), kube: kc, client: cl, namespace: "shop"}
 		if err := o.Run(ctx); err != nil {
 			t.Fatal(err)
 		}
 		got := errOut.String()
 		for _, want := range []string{
 			"Placement guard: healthy; native pods are kept off 1 node(s) (old-1)",
-			"Placement guard: 1 native pod(s) on excluded nodes, whose kubelet cannot run sidecar containers: shop/stuck on old-1;",
-			"Placement guard: 1 classic pod(s) on excluded nodes would be native when restarted, and the guard will keep them off those nodes: shop/mover on old-1.",
+			"Placement guard: 1 native pod(s) on excluded nodes, whose kubelet cannot run sidecar containers: shop/stuck on old-1; they were placed before the guard was on",
+			// precheck's rule: the uninjected pod's namespace injects a
+			// native revision, so its restart is native too.
+			"Placement guard: 2 pod(s) on excluded nodes would be native when restarted, and the guard will keep them off those nodes: shop/mover on old-1, shop/plain on old-1.",
 		} {
 			if !strings.Contains(got, want) {
 				t.Errorf("workloads=%t: stderr lacks %q:\n%s", workloads, want, got)
 			}
 		}
-		for _, not := range []string{"kept-classic", "daemon", "fine", "plain"} {
+		for _, not := range []string{"kept-classic", "daemon", "fine"} {
 			if strings.Contains(got, "shop/"+not) {
 				t.Errorf("workloads=%t: stderr names %s:\n%s", workloads, not, got)
 			}
@@ -108,7 +111,7 @@ func TestStatusNamesPodsOnExcludedNodes(t *testing.T) {
 
 	// -o json: stdout stays the list; nothing about the guard is printed.
 	var out, errOut bytes.Buffer
-	o := &Options{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, ChunkSize: 500, Output: testOutput(t, "json"), kube: kc, namespace: "shop"}
+	o := &Options{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, ChunkSize: 500, Output: testOutput(t, "json"), kube: kc, client: cl, namespace: "shop"}
 	if err := o.Run(ctx); err != nil {
 		t.Fatal(err)
 	}

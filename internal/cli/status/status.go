@@ -17,6 +17,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/meshaddon/meshaddon/internal/cli/exitcode"
 	"github.com/meshaddon/meshaddon/internal/cli/output"
@@ -37,6 +38,8 @@ type Options struct {
 	namespace string
 	mode      inventory.Mode
 	kube      kubernetes.Interface
+	// client reads the MeshProfile (the placement guard's lines).
+	client client.Client
 }
 
 // outputOptions are status's -o: its own table and wide, and kind/name
@@ -98,6 +101,7 @@ func (o *Options) Complete(flags *genericclioptions.ConfigFlags) error {
 	if o.kube, err = kubernetes.NewForConfig(kube.Protobuf(c.Config)); err != nil {
 		return err
 	}
+	o.client = c.Client
 	o.namespace = c.Namespace
 	if o.AllNamespaces {
 		o.namespace = ""
@@ -149,7 +153,6 @@ func (o *Options) Run(ctx context.Context) error {
 	}
 	l := output.NewList(o.Output, o.Out, o.podSpec())
 	err := o.eachPage(ctx, list, func(rows []inventory.Pod) error {
-		guard.add(rows)
 		if o.mode != "" {
 			kept := rows[:0]
 			for _, r := range rows {
@@ -176,7 +179,7 @@ func (o *Options) Run(ctx context.Context) error {
 		}
 		fmt.Fprintf(o.ErrOut, "No resources found in %s.\n", where)
 	}
-	guard.print(o.ErrOut)
+	guard.print(ctx, o.ErrOut)
 	return nil
 }
 
@@ -205,7 +208,7 @@ func (o *Options) eachPage(ctx context.Context, list inventory.ListOptions, fn f
 
 func (o *Options) runWorkloads(ctx context.Context, list inventory.ListOptions, guard *guardView) error {
 	sum := inventory.NewSummarizer()
-	if err := o.eachPage(ctx, list, func(rows []inventory.Pod) error { sum.Add(rows); guard.add(rows); return nil }); err != nil {
+	if err := o.eachPage(ctx, list, func(rows []inventory.Pod) error { sum.Add(rows); return nil }); err != nil {
 		return fmt.Errorf("list pods: %w", err)
 	}
 	jobs, err := inventory.JobOwners(ctx, o.kube, list.Namespace)
@@ -249,7 +252,7 @@ func (o *Options) runWorkloads(ctx context.Context, list inventory.ListOptions, 
 	if err := t.Page(rows); err != nil {
 		return err
 	}
-	guard.print(o.ErrOut)
+	guard.print(ctx, o.ErrOut)
 	return nil
 }
 
