@@ -25,7 +25,7 @@ import (
 // deadline. An ADDED or DELETED event before the bookmark (or a server
 // that no longer has that history: 410 Gone) means the census is behind:
 // precheck gives the manager a few seconds to catch up, then lists the
-// pods itself. The cost is one GET and one watch that carries only the
+// pods itself. The cost is one GET, a LIST of one pod and one watch that carries only the
 // changes since the census, whatever the cluster's size. The
 // resourceVersion is only handed back to the server, never compared.
 
@@ -64,7 +64,7 @@ func (e *Env) census(ctx context.Context) (*PodCounts, string) {
 		if c.PodsResourceVersion == "" {
 			return nil, "the add-on manager's count does not say which pod changes it includes (an older manager)"
 		}
-		changed, err := e.podsChangedSince(ctx, c.PodsResourceVersion)
+		changed, _, err := e.podsChangedSince(ctx, c.PodsResourceVersion)
 		if err != nil {
 			return nil, fmt.Sprintf("cannot tell whether pods changed since the add-on manager counted them: %v", err)
 		}
@@ -87,57 +87,85 @@ func (e *Env) census(ctx context.Context) (*PodCounts, string) {
 }
 
 // podsChangedSince says which pod was created or deleted after
-// resourceVersion ("" when none was): see above.
-func (e *Env) podsChangedSince(ctx context.Context, resourceVersion string) (string, error) {
+// resourceVersion ("" when none was): see above. bookmarked says whether
+// the answer came with the API server's bookmark rather than at the
+// watch's deadline.
+func (e *Env) podsChangedSince(ctx context.Context, resourceVersion string) (changed string, bookmarked bool, err error) {
+	// The watch cache sends a watch its bookmark only once it holds a
+	// revision past the watch's start. With no pod written since the
+	// census it does not (its pods' revision moves with pod writes and
+	// etcd's progress notifications), and the watch ran to its deadline:
+	// 3 s. A consistent read first makes the API server bring the cache up
+	// to etcd's current revision, which every lease renewal moves on.
+	if _, err := e.podsResourceVersion(ctx); err != nil {
+		return "", false, err
+	}
 	opts := metav1.ListOptions{ResourceVersion: resourceVersion, AllowWatchBookmarks: true, TimeoutSeconds: ptr.To[int64](censusWatchSeconds)}
 	ctx, cancel := context.WithTimeout(ctx, 2*censusWatchSeconds*time.Second)
 	defer cancel()
 	var w watch.Interface
-	var err error
 	if e.Metadata != nil {
 		w, err = e.Metadata.Resource(podsResource).Watch(ctx, opts)
 	} else {
 		w, err = e.Kube.CoreV1().Pods(corev1.NamespaceAll).Watch(ctx, opts)
 	}
 	if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-		return "the API server no longer has the pod changes since the count", nil
+		return "the API server no longer has the pod changes since the count", false, nil
 	}
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	defer w.Stop()
 	start := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("the API server sent no bookmark on a watch of pods")
+			return "", false, fmt.Errorf("the API server sent no bookmark on a watch of pods")
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				// Ended at its timeout without a bookmark (a server without
 				// a watch cache): it sent every change it had. Earlier, the
 				// connection broke.
 				if time.Since(start) >= censusWatchSeconds*time.Second-500*time.Millisecond {
-					return "", nil
+					return "", false, nil
 				}
-				return "", fmt.Errorf("the watch of pods ended early")
+				return "", false, fmt.Errorf("the watch of pods ended early")
 			}
 			switch ev.Type {
 			case watch.Bookmark:
-				return "", nil
+				return "", true, nil
 			case watch.Added, watch.Deleted:
 				verb := map[watch.EventType]string{watch.Added: "created", watch.Deleted: "deleted"}[ev.Type]
 				if m, ok := ev.Object.(metav1.Object); ok {
-					return fmt.Sprintf("pod %s/%s was %s", m.GetNamespace(), m.GetName(), verb), nil
+					return fmt.Sprintf("pod %s/%s was %s", m.GetNamespace(), m.GetName(), verb), false, nil
 				}
-				return "a pod was " + verb, nil
+				return "a pod was " + verb, false, nil
 			case watch.Error:
 				err := apierrors.FromObject(ev.Object)
 				if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
-					return "the API server no longer has the pod changes since the count", nil
+					return "the API server no longer has the pod changes since the count", false, nil
 				}
-				return "", err
+				return "", false, err
 			}
 			// MODIFIED: a pod's mode and revision do not change in place.
 		}
 	}
+}
+
+// podsResourceVersion is the pods' resourceVersion now: a consistent LIST
+// of one pod.
+func (e *Env) podsResourceVersion(ctx context.Context) (string, error) {
+	opts := metav1.ListOptions{Limit: 1}
+	if e.Metadata != nil {
+		l, err := e.Metadata.Resource(podsResource).List(ctx, opts)
+		if err != nil {
+			return "", err
+		}
+		return l.ResourceVersion, nil
+	}
+	l, err := e.Kube.CoreV1().Pods(corev1.NamespaceAll).List(ctx, opts)
+	if err != nil {
+		return "", err
+	}
+	return l.ResourceVersion, nil
 }

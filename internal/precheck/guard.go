@@ -227,24 +227,6 @@ func (e *Env) podsOnExcluded(ctx context.Context, excluded []string, p *v1alpha1
 	return out, nil
 }
 
-// podsResourceVersion is the pods' resourceVersion now: a consistent LIST
-// of one pod.
-func (e *Env) podsResourceVersion(ctx context.Context) (string, error) {
-	opts := metav1.ListOptions{Limit: 1}
-	if e.Metadata != nil {
-		l, err := e.Metadata.Resource(podsResource).List(ctx, opts)
-		if err != nil {
-			return "", err
-		}
-		return l.ResourceVersion, nil
-	}
-	l, err := e.Kube.CoreV1().Pods(corev1.NamespaceAll).List(ctx, opts)
-	if err != nil {
-		return "", err
-	}
-	return l.ResourceVersion, nil
-}
-
 // guardedPod says whether a pod on an excluded node is one the guard is
 // about: native now, or native once restarted (the pod a restart makes
 // carries its labels and annotations, and goes to the revision that
