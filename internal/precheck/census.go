@@ -25,9 +25,9 @@ import (
 // deadline. An ADDED or DELETED event before the bookmark (or a server
 // that no longer has that history: 410 Gone) means the census is behind:
 // precheck gives the manager a few seconds to catch up, then lists the
-// pods itself. The cost is one GET, a LIST of one pod and one watch that carries only the
-// changes since the census, whatever the cluster's size. The
-// resourceVersion is only handed back to the server, never compared.
+// pods itself. The cost is one GET, a LIST of one pod and one watch that
+// carries only the changes since the census, whatever the cluster's size.
+// The resourceVersion is only handed back to the server, never compared.
 
 // censusWatchSeconds is the freshness watch's timeout: the API server's
 // watch cache sends its bookmark 2 s before a watch's deadline.
