@@ -70,8 +70,8 @@ type guardView struct {
 	namespace string
 }
 
-// print writes them on w (stderr), below the table; only pods that matter
-// are named, and nothing when none does.
+// print writes them on w (stderr), below the table: the pods that matter,
+// or why they could not be read; nothing when no pod matters.
 func (g *guardView) print(ctx context.Context, w io.Writer) {
 	if g == nil {
 		return
@@ -82,7 +82,7 @@ func (g *guardView) print(ctx context.Context, w io.Writer) {
 		return
 	}
 	for _, r := range found {
-		if len(r.Pods) == 0 {
+		if len(r.Pods) == 0 && r.Status == precheck.OK {
 			continue
 		}
 		line := "Placement guard: " + r.Message

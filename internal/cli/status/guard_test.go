@@ -7,9 +7,12 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/meshaddon/meshaddon/api/v1alpha1"
 	"github.com/meshaddon/meshaddon/internal/cli/output"
@@ -26,7 +29,8 @@ import (
 // named.
 func TestStatusNamesPodsOnExcludedNodes(t *testing.T) {
 	ctx := context.Background()
-	cfg := testenv.Start(t)
+	env := testenv.Environment(t)
+	cfg := env.Config
 	clients, err := kube.ForConfig(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +113,18 @@ func TestStatusNamesPodsOnExcludedNodes(t *testing.T) {
 		}
 	}
 
+	// Someone who may read the mesh but list pods only in shop: the table,
+	// and the excluded nodes' pods said to be unchecked, not left out.
+	got := statusAs(t, env, kc, "shop-viewer", []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"nodes", "namespaces"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{"apps"}, Resources: []string{"deployments"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, Verbs: []string{"get", "list"}},
+		{APIGroups: []string{v1alpha1.GroupVersion.Group}, Resources: []string{"meshprofiles"}, Verbs: []string{"get", "list"}},
+	})
+	if want := "Placement guard: pods on excluded nodes: unchecked: "; !strings.Contains(got, want) || !strings.Contains(got, "run this as someone who may list pods cluster-wide.") {
+		t.Errorf("status without leave to list pods cluster-wide: stderr lacks %q and its hint:\n%s", want, got)
+	}
+
 	// -o json: stdout stays the list; nothing about the guard is printed.
 	var out, errOut bytes.Buffer
 	o := &Options{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, ChunkSize: 500, Output: testOutput(t, "json"), kube: kc, client: cl, namespace: "shop"}
@@ -118,6 +134,46 @@ func TestStatusNamesPodsOnExcludedNodes(t *testing.T) {
 	if strings.Contains(errOut.String(), "Placement guard") || !strings.Contains(out.String(), `"name": "stuck"`) {
 		t.Errorf("-o json: stdout %q stderr %q", out.String(), errOut.String())
 	}
+}
+
+// statusAs runs status -n shop as a user with the rules given cluster-wide
+// and leave to list pods in shop only; it returns stderr.
+func statusAs(t *testing.T, env *envtest.Environment, kc kubernetes.Interface, name string, rules []rbacv1.PolicyRule) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := kc.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	subject := []rbacv1.Subject{{Kind: rbacv1.UserKind, Name: name}}
+	if _, err := kc.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name}, Subjects: subject}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kc.RbacV1().Roles("shop").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kc.RbacV1().RoleBindings("shop").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}, Subjects: subject}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	user, err := env.AddUser(envtest.User{Name: name}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients, err := kube.ForConfig(user.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	o := &Options{IOStreams: genericiooptions.IOStreams{Out: &out, ErrOut: &errOut}, ChunkSize: 500, Output: testOutput(t, ""), kube: clients.Kube, client: clients.Client, namespace: "shop"}
+	if err := o.Run(ctx); err != nil {
+		t.Fatalf("status as %s: %v", name, err)
+	}
+	if !strings.Contains(out.String(), "stuck") {
+		t.Errorf("status as %s printed no table:\n%s", name, out.String())
+	}
+	return errOut.String()
 }
 
 // testOutput is status's -o set to format, as the command parses it.
