@@ -109,8 +109,9 @@ precheck reads instead of listing the pods.`,
 
 // streamInitialLists makes every informer fill its cache from a watch that
 // streams the objects one by one (watch-list, KEP-3157) instead of one LIST
-// decoded whole: at 5,000 nodes the manager's memory peaked at 85 MiB at
-// start with the LIST and at 36 MiB streaming (bench/RESULTS.md). client-go
+// decoded whole: at 5,000 nodes the manager's own (anonymous) memory peaked
+// at 81-85 MiB at start with the LIST and at 36-42 MiB streaming
+// (bench/RESULTS.md). client-go
 // leaves it off by default (beta); an explicit KUBE_FEATURE_WatchListClient
 // still decides, and an API server that cannot stream gets the LIST (the
 // reflector falls back).
